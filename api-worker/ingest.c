@@ -1,0 +1,339 @@
+#include "api-worker/ingest.h"
+
+#include "common/event_row.h"
+#include "common/log.h"
+#include "common/publish.h"
+#include "common/timeutil.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Upper bound of events written in one transaction. */
+#define GROUP_MAX_EVENTS 2000
+
+#define INGEST_SQL "SELECT * FROM event.ingest($1::jsonb)"
+
+/* One event.ingest() call in flight: the requests it carries. */
+typedef struct {
+    es_ingest_t *in;
+    es_ingest_req_t *reqs; /* linked by next, in req_index order */
+    int nreqs;
+} group_t;
+
+struct es_ingest {
+    es_pgpool_t *pg;
+    es_nats_t *nats;
+    es_ingest_req_t *head, *tail; /* waiting to be written */
+    int queued;
+    int inflight_ops; /* event.ingest() calls awaiting their result */
+    int inflight_reqs;
+    es_ingest_req_t *solo; /* requests to retry one transaction each */
+};
+
+static void flush(es_ingest_t *in);
+
+es_ingest_req_t *es_ingest_req_new(h2o_req_t *req, int nevents)
+{
+    es_ingest_req_t *r = es_xcalloc(1, sizeof(*r));
+    r->nevents = nevents;
+    r->events = es_xcalloc((size_t)ES_MAX(nevents, 1), sizeof(es_event_t));
+    int64_t now = es_time_now_us();
+    for (int i = 0; i < nevents; i++)
+        es_event_init(&r->events[i], now);
+    es_async_begin(&r->async, req);
+    return r;
+}
+
+void es_ingest_req_free(es_ingest_req_t *r)
+{
+    if (r == NULL)
+        return;
+    es_async_end(&r->async);
+    for (int i = 0; i < r->nevents; i++)
+        es_event_clear(&r->events[i]);
+    free(r->events);
+    free(r);
+}
+
+es_ingest_t *es_ingest_create(es_pgpool_t *pg, es_nats_t *nats)
+{
+    es_ingest_t *in = es_xcalloc(1, sizeof(*in));
+    in->pg = pg;
+    in->nats = nats;
+    return in;
+}
+
+static void finish(es_ingest_t *in, es_ingest_req_t *r, int status, const char *detail,
+                   const PGresult *res, const int *rows)
+{
+    (void)in;
+    r->done(r, status, detail, res, rows);
+    es_ingest_req_free(r);
+}
+
+void es_ingest_destroy(es_ingest_t *in)
+{
+    if (in == NULL)
+        return;
+    while (in->head != NULL) {
+        es_ingest_req_t *r = in->head;
+        in->head = r->next;
+        finish(in, r, 503, "service is shutting down", NULL, NULL);
+    }
+    free(in);
+}
+
+int es_ingest_pending(const es_ingest_t *in)
+{
+    return in->queued + in->inflight_reqs;
+}
+
+static bool needs_check(const es_ingest_req_t *r)
+{
+    for (int i = 0; i < r->nevents; i++)
+        if (r->events[i].client_id || r->events[i].stream_id != NULL)
+            return true;
+    return false;
+}
+
+void es_ingest_submit(es_ingest_t *in, es_ingest_req_t *r)
+{
+    if (!es_pgconn_ready(es_pgpool_writer(in->pg))) {
+        finish(in, r, 503, "database unavailable", NULL, NULL);
+        return;
+    }
+    r->check = needs_check(r);
+    r->next = NULL;
+    if (in->tail)
+        in->tail->next = r;
+    else
+        in->head = r;
+    in->tail = r;
+    in->queued++;
+    flush(in);
+}
+
+/* Maps an error of a one-request transaction to the client's answer. */
+static int error_status(const PGresult *res, const char **detail)
+{
+    const char *state = es_pg_sqlstate(res);
+    if (res == NULL || strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0 ||
+        strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
+        strcmp(state, "55P03") == 0) {
+        *detail = "database unavailable; retry";
+        return 503;
+    }
+    if (strcmp(state, "23505") == 0) {
+        *detail = "conflict with a concurrent write of the same event_id or stream version; "
+                  "retry";
+        return 409;
+    }
+    if (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0) {
+        *detail = "a value was rejected by the database";
+        return 422;
+    }
+    *detail = "internal error";
+    return 500;
+}
+
+typedef struct {
+    const PGresult *res;
+    int row;
+} rowref_t;
+
+static int cmp_rowref(const void *a, const void *b)
+{
+    const rowref_t *x = a, *y = b;
+    return strcmp(PQgetvalue(x->res, x->row, 3 + ES_COL_EVENT_ID),
+                  PQgetvalue(y->res, y->row, 3 + ES_COL_EVENT_ID));
+}
+
+/* Answers every request of a successful event.ingest() result. */
+static void deliver(es_ingest_t *in, group_t *g, const PGresult *res)
+{
+    int nrows = PQntuples(res);
+    /* Rows per request, sorted by event_id for lookup. */
+    int *count = es_xcalloc((size_t)g->nreqs, sizeof(int));
+    int *verdict = es_xcalloc((size_t)g->nreqs, sizeof(int));
+    for (int i = 0; i < nrows; i++) {
+        int req = atoi(PQgetvalue(res, i, 0)); /* our own integers: safe */
+        if (req < 0 || req >= g->nreqs)
+            continue;
+        if (PQgetisnull(res, i, 3))
+            verdict[req] = i + 1;
+        else
+            count[req]++;
+    }
+    rowref_t **refs = es_xcalloc((size_t)g->nreqs, sizeof(rowref_t *));
+    int *fill = es_xcalloc((size_t)g->nreqs, sizeof(int));
+    for (int r = 0; r < g->nreqs; r++)
+        refs[r] = es_xcalloc((size_t)ES_MAX(count[r], 1), sizeof(rowref_t));
+    for (int i = 0; i < nrows; i++) {
+        int req = atoi(PQgetvalue(res, i, 0));
+        if (req < 0 || req >= g->nreqs || PQgetisnull(res, i, 3))
+            continue;
+        refs[req][fill[req]++] = (rowref_t){res, i};
+    }
+
+    es_ingest_req_t *r = g->reqs;
+    g->reqs = NULL;
+    while (r != NULL) {
+        es_ingest_req_t *next = r->next;
+        int idx = r->req_index;
+        if (verdict[idx] && atoi(PQgetvalue(res, verdict[idx] - 1, 1)) == 409) {
+            finish(in, r, 409, PQgetvalue(res, verdict[idx] - 1, 2), NULL, NULL);
+            r = next;
+            continue;
+        }
+        qsort(refs[idx], (size_t)count[idx], sizeof(rowref_t), cmp_rowref);
+        int *rows = es_xcalloc((size_t)ES_MAX(r->nevents, 1), sizeof(int));
+        bool complete = true;
+        for (int e = 0; e < r->nevents; e++) {
+            int lo = 0, hi = count[idx] - 1, found = -1;
+            while (lo <= hi) {
+                int mid = (lo + hi) / 2;
+                int c = strcmp(r->events[e].event_id,
+                               PQgetvalue(res, refs[idx][mid].row, 3 + ES_COL_EVENT_ID));
+                if (c == 0) {
+                    found = refs[idx][mid].row;
+                    break;
+                }
+                if (c < 0)
+                    hi = mid - 1;
+                else
+                    lo = mid + 1;
+            }
+            rows[e] = found;
+            if (found < 0)
+                complete = false;
+        }
+        if (!complete) {
+            es_error("event.ingest() returned no row for an event of request %d", idx);
+            finish(in, r, 500, "internal error", NULL, NULL);
+        } else {
+            /* Publish what this call inserted (code 1), after the commit. */
+            for (int e = 0; e < r->nevents; e++)
+                if (atoi(PQgetvalue(res, rows[e], 1)) == 1)
+                    (void)es_publish_stored(in->nats, res, rows[e], 3);
+            finish(in, r, verdict[idx] ? 200 : 201, NULL, res, rows);
+        }
+        free(rows);
+        r = next;
+    }
+    for (int i = 0; i < g->nreqs; i++)
+        free(refs[i]);
+    free(refs);
+    free(fill);
+    free(count);
+    free(verdict);
+}
+
+static void on_group_done(void *ctx, const PGresult *res, const char *err)
+{
+    group_t *g = ctx;
+    es_ingest_t *in = g->in;
+    in->inflight_ops--;
+    in->inflight_reqs -= g->nreqs;
+    if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK) {
+        deliver(in, g, res);
+    } else if (g->nreqs > 1) {
+        /* Something one request could not decide alone (a deadlock, a stream or
+         * event_id created concurrently): retry each in its own transaction. */
+        es_warn("group write of %d requests failed (%s); retrying them one by one",
+                g->nreqs, res ? PQresultErrorMessage(res) : err);
+        es_ingest_req_t *last = g->reqs;
+        while (last->next != NULL)
+            last = last->next;
+        last->next = in->solo;
+        in->solo = g->reqs;
+        g->reqs = NULL;
+    } else {
+        const char *detail = NULL;
+        int status = error_status(res, &detail);
+        if (status >= 500 || res == NULL)
+            es_error("event write failed: %s", res ? PQresultErrorMessage(res) : err);
+        finish(in, g->reqs, status, detail, NULL, NULL);
+        g->reqs = NULL;
+    }
+    free(g);
+    flush(in);
+}
+
+/* Sends reqs (linked, count n) as one event.ingest() call. */
+static void send_group(es_ingest_t *in, es_ingest_req_t *reqs, int n)
+{
+    group_t *g = es_xcalloc(1, sizeof(*g));
+    g->in = in;
+    g->reqs = reqs;
+    g->nreqs = n;
+    json_t *arr = json_array();
+    int seq = 0, i = 0;
+    for (es_ingest_req_t *r = reqs; r != NULL; r = r->next, i++) {
+        r->req_index = i;
+        json_t *events = json_array();
+        for (int e = 0; e < r->nevents; e++)
+            json_array_append_new(events, es_event_to_ingest_json(&r->events[e], i, seq++));
+        json_t *o = json_object();
+        json_object_set_new(o, "req", json_integer(i));
+        json_object_set_new(o, "check", json_boolean(r->check));
+        json_object_set_new(o, "events", events);
+        json_array_append_new(arr, o);
+    }
+    char *payload = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    const char *params[1] = {payload};
+    in->inflight_ops++;
+    in->inflight_reqs += n;
+    if (es_pg_send(es_pgpool_writer(in->pg), INGEST_SQL, 1, params, on_group_done, g) != ES_OK) {
+        in->inflight_ops--;
+        in->inflight_reqs -= n;
+        while (g->reqs != NULL) {
+            es_ingest_req_t *r = g->reqs;
+            g->reqs = r->next;
+            finish(in, r, 503, "database unavailable", NULL, NULL);
+        }
+        free(g);
+    }
+    free(payload);
+}
+
+static void flush(es_ingest_t *in)
+{
+    if (in->inflight_ops > 0)
+        return;
+    if (in->solo != NULL) {
+        /* Pipelined, but each its own transaction (own sync point). */
+        while (in->solo != NULL) {
+            es_ingest_req_t *r = in->solo;
+            in->solo = r->next;
+            r->next = NULL;
+            send_group(in, r, 1);
+        }
+        return;
+    }
+    if (in->head == NULL)
+        return;
+    if (!es_pgconn_ready(es_pgpool_writer(in->pg))) {
+        while (in->head != NULL) {
+            es_ingest_req_t *r = in->head;
+            in->head = r->next;
+            in->queued--;
+            finish(in, r, 503, "database unavailable", NULL, NULL);
+        }
+        in->tail = NULL;
+        return;
+    }
+    es_ingest_req_t *first = in->head, *last = NULL;
+    int n = 0, events = 0;
+    while (in->head != NULL && (n == 0 || events + in->head->nevents <= GROUP_MAX_EVENTS)) {
+        last = in->head;
+        events += last->nevents;
+        in->head = last->next;
+        n++;
+    }
+    last->next = NULL;
+    if (in->head == NULL)
+        in->tail = NULL;
+    in->queued -= n;
+    send_group(in, first, n);
+}

@@ -1,0 +1,57 @@
+/*
+ * ingest.h - the group-commit writer: every way an event comes in over HTTP
+ * ends here. Requests that arrive while a write is in flight are queued, and
+ * all queued requests go to PostgreSQL together in one event.ingest() call
+ * (one transaction, one round trip, one fsync) as soon as the previous write
+ * returns. At low load a request is written alone, at once; under load the
+ * groups grow by themselves. A request is answered only after the commit.
+ */
+#ifndef ES_API_INGEST_H
+#define ES_API_INGEST_H
+
+#include "api-worker/http.h"
+#include "api-worker/pg.h"
+#include "common/event.h"
+#include "common/nats.h"
+
+typedef struct es_ingest es_ingest_t;
+typedef struct es_ingest_req es_ingest_req_t;
+
+/* Outcome of one request, on the loop thread. status: 201 created, 200 all
+ * events existed already (idempotent repeat), 409 conflict (detail says why),
+ * 422 rejected value, 503 database unavailable, 500 internal error. On 200/201
+ * rows[i] is the row of res (columns from 3, ES_EVENT_COLUMNS order) holding
+ * the stored form of events[i]; res and rows are valid during the call only. */
+typedef void (*es_ingest_done_cb)(es_ingest_req_t *r, int status, const char *detail,
+                                  const PGresult *res, const int *rows);
+
+struct es_ingest_req {
+    es_async_t async; /* the HTTP request waiting for the answer */
+    es_event_t *events;
+    int nevents;
+    es_ingest_done_cb done;
+    void *user; /* the handler's own context; not touched here */
+    /* private */
+    struct es_ingest_req *next;
+    bool check;
+    int req_index;
+};
+
+/* A request of nevents events, each es_event_init-ed with now, waiting on req
+ * (es_async_begin is done here). */
+es_ingest_req_t *es_ingest_req_new(h2o_req_t *req, int nevents);
+/* Frees r and its events (ends the wait if still open). */
+void es_ingest_req_free(es_ingest_req_t *r);
+
+es_ingest_t *es_ingest_create(es_pgpool_t *pg, es_nats_t *nats);
+void es_ingest_destroy(es_ingest_t *in);
+
+/* Queues r (ownership passes to the writer). r->done is called exactly once,
+ * after which r is freed. When the database is down it is called at once
+ * with 503. */
+void es_ingest_submit(es_ingest_t *in, es_ingest_req_t *r);
+
+/* Requests queued or being written. */
+int es_ingest_pending(const es_ingest_t *in);
+
+#endif

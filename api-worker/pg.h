@@ -1,0 +1,61 @@
+/*
+ * pg.h - asynchronous PostgreSQL connections on the worker's h2o loop.
+ *
+ * Never blocks the loop: connections are opened with PQconnectStartParams /
+ * PQconnectPoll, queries are sent in libpq pipeline mode (one query and one
+ * sync point per operation, so each operation is its own transaction and
+ * several can be in flight on one connection), and results are read when the
+ * loop says the socket is readable. A lost connection fails every queued
+ * operation (callback with res == NULL) and is re-opened with backoff; while a
+ * connection is down es_pg_send answers ES_AGAIN at once so callers can reply
+ * 503 instead of waiting.
+ *
+ * Connection 0 is the writer (group commit); the others serve reads, so a
+ * slow query never sits in front of a commit.
+ */
+#ifndef ES_API_PG_H
+#define ES_API_PG_H
+
+#include "common/es.h"
+
+#include <h2o.h>
+#include <libpq-fe.h>
+
+typedef struct es_pgpool es_pgpool_t;
+typedef struct es_pgconn es_pgconn_t;
+
+/* Completion of one operation, on the loop thread. res is the first result of
+ * the query (PGRES_TUPLES_OK, PGRES_COMMAND_OK or PGRES_FATAL_ERROR) and is
+ * freed by the pool when the callback returns; res is NULL when the
+ * connection was lost first, and err then says why. */
+typedef void (*es_pg_cb)(void *ctx, const PGresult *res, const char *err);
+
+/* Creates nconns connections (>= 2) and starts connecting them. Session
+ * settings: TimeZone UTC, DateStyle ISO, the given statement_timeout. */
+es_pgpool_t *es_pgpool_create(h2o_loop_t *loop, const char *conninfo, int nconns,
+                              int statement_timeout_ms, const char *application_name);
+/* Closes every connection; pending operations get their callback (res NULL). */
+void es_pgpool_destroy(es_pgpool_t *pool);
+
+/* The writer connection (always the same one). */
+es_pgconn_t *es_pgpool_writer(es_pgpool_t *pool);
+/* The ready reader with the fewest operations in flight, or NULL if none is up. */
+es_pgconn_t *es_pgpool_reader(es_pgpool_t *pool);
+bool es_pgconn_ready(const es_pgconn_t *c);
+/* Operations queued or in flight on this connection. */
+int es_pgconn_inflight(const es_pgconn_t *c);
+/* True when at least one connection is ready. */
+bool es_pgpool_any_ready(const es_pgpool_t *pool);
+/* Operations in flight on all connections. */
+int es_pgpool_inflight(const es_pgpool_t *pool);
+
+/* Sends sql with text parameters (copied by libpq before return). Returns
+ * ES_OK (cb will be called exactly once), or ES_AGAIN when c is not connected
+ * (cb will not be called). */
+es_rc_t es_pg_send(es_pgconn_t *c, const char *sql, int nparams, const char *const *params,
+                   es_pg_cb cb, void *ctx) ES_MUST_CHECK;
+
+/* SQLSTATE of an error result ("" if none). */
+const char *es_pg_sqlstate(const PGresult *res);
+
+#endif

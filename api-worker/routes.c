@@ -1,0 +1,85 @@
+#include "api-worker/routes.h"
+
+#include "api-worker/http.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Order matters only between a literal segment and "{...}" at the same place:
+ * literals are listed first ("/statistics" before "/{event_id}"). */
+const es_route_t es_routes[] = {
+    {"GET", "/health", es_h_health, "health"},
+    {"GET", "/health/ready", es_h_ready, "ready"},
+    {"POST", "/api/v1/events/create", es_h_event_create, "events.create"},
+    {"POST", "/api/v1/events/batch", es_h_event_batch, "events.batch"},
+    {"POST", "/api/v1/events/query", es_h_event_query, "events.query"},
+    {"GET", "/api/v1/events/statistics", es_h_statistics, "events.statistics"},
+    {"GET", "/api/v1/events/stream/{stream_id}", es_h_stream_get, "streams.get"},
+    {"GET", "/api/v1/events/{event_id}", es_h_event_get, "events.get"},
+};
+const int es_routes_count = (int)(sizeof(es_routes) / sizeof(es_routes[0]));
+
+/* Matches path (len bytes, no query) against pattern; fills args (decoded
+ * copies in req's pool). */
+static bool match(h2o_req_t *req, const char *pattern, const char *path, size_t len,
+                  es_route_args_t *args)
+{
+    const char *p = pattern, *s = path, *end = path + len;
+    args->n = 0;
+    while (*p && s < end) {
+        if (*p != '/' || *s != '/')
+            return false;
+        p++;
+        s++;
+        const char *pseg_end = strchr(p, '/');
+        size_t plen = pseg_end ? (size_t)(pseg_end - p) : strlen(p);
+        const char *sseg_end = memchr(s, '/', (size_t)(end - s));
+        size_t slen = sseg_end ? (size_t)(sseg_end - s) : (size_t)(end - s);
+        if (plen > 0 && p[0] == '{') {
+            if (slen == 0 || args->n >= ES_ROUTE_MAX_ARGS)
+                return false;
+            char *out = h2o_mem_alloc_pool(&req->pool, slen + 1);
+            if (!es_http_unescape(s, slen, out, slen + 1))
+                return false;
+            args->v[args->n++] = out;
+        } else if (plen != slen || memcmp(p, s, plen) != 0) {
+            return false;
+        }
+        p += plen;
+        s += slen;
+    }
+    /* A single trailing slash is tolerated. */
+    if (*p == '\0' && s + 1 == end && *s == '/')
+        s++;
+    return *p == '\0' && s == end;
+}
+
+void es_route_dispatch(h2o_req_t *req)
+{
+    size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    bool path_known = false;
+    char allow[64] = "";
+    for (int i = 0; i < es_routes_count; i++) {
+        es_route_args_t args;
+        if (!match(req, es_routes[i].pattern, req->path.base, len, &args))
+            continue;
+        if (h2o_memis(req->method.base, req->method.len, es_routes[i].method,
+                      strlen(es_routes[i].method))) {
+            es_routes[i].fn(req, &args);
+            return;
+        }
+        if (!path_known || strstr(allow, es_routes[i].method) == NULL) {
+            size_t used = strlen(allow);
+            snprintf(allow + used, sizeof(allow) - used, "%s%s", used ? ", " : "",
+                     es_routes[i].method);
+        }
+        path_known = true;
+    }
+    if (path_known) {
+        h2o_iovec_t v = h2o_strdup(&req->pool, allow, strlen(allow));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, v.base, v.len);
+        es_http_error(req, 405, "Method Not Allowed");
+        return;
+    }
+    es_http_error(req, 404, "Not Found");
+}

@@ -1,0 +1,44 @@
+/*
+ * routes.h - the route table: every path the API serves, its method and its
+ * handler, in one place (routes.c).
+ */
+#ifndef ES_API_ROUTES_H
+#define ES_API_ROUTES_H
+
+#include <h2o.h>
+
+#define ES_ROUTE_MAX_ARGS 4
+
+/* Path segments captured by "{name}" in a pattern, percent-decoded, in order. */
+typedef struct {
+    const char *v[ES_ROUTE_MAX_ARGS];
+    int n;
+} es_route_args_t;
+
+/* A handler answers req, now or later (es_async_t). */
+typedef void (*es_handler_fn)(h2o_req_t *req, const es_route_args_t *args);
+
+typedef struct {
+    const char *method;  /* "GET", "POST", "PUT", "DELETE" */
+    const char *pattern; /* "/api/v1/events/stream/{stream_id}" */
+    es_handler_fn fn;
+    const char *name;    /* route label for logs and metrics */
+} es_route_t;
+
+extern const es_route_t es_routes[];
+extern const int es_routes_count;
+
+/* Finds the route for req and runs it; answers 404 or 405 itself. */
+void es_route_dispatch(h2o_req_t *req);
+
+/* Handlers (one file per resource). */
+void es_h_health(h2o_req_t *req, const es_route_args_t *args);
+void es_h_ready(h2o_req_t *req, const es_route_args_t *args);
+void es_h_event_create(h2o_req_t *req, const es_route_args_t *args);
+void es_h_event_batch(h2o_req_t *req, const es_route_args_t *args);
+void es_h_event_get(h2o_req_t *req, const es_route_args_t *args);
+void es_h_event_query(h2o_req_t *req, const es_route_args_t *args);
+void es_h_statistics(h2o_req_t *req, const es_route_args_t *args);
+void es_h_stream_get(h2o_req_t *req, const es_route_args_t *args);
+
+#endif

@@ -1,0 +1,21 @@
+/*
+ * ids.h - random identifiers (UUID v4 text) from the kernel's CSPRNG.
+ */
+#ifndef ES_IDS_H
+#define ES_IDS_H
+
+#include "common/es.h"
+
+#define ES_UUID_LEN 36
+
+/* Writes a new random UUID v4 ("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx") and a NUL
+ * into out (ES_UUID_LEN + 1 bytes). */
+void es_uuid_v4(char *out);
+
+/* Fills buf with n random bytes (getrandom; aborts if the kernel cannot). */
+void es_random_bytes(void *buf, size_t n);
+
+/* Lowercase hex of n bytes into out (2n + 1 bytes). */
+void es_hex(const unsigned char *in, size_t n, char *out);
+
+#endif

@@ -1,0 +1,250 @@
+#include "common/nats.h"
+
+#include "common/log.h"
+#include "common/timeutil.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_PENDING_ACKS 65536
+
+struct es_nats {
+    const es_config_t *cfg;
+    natsOptions *opts;
+    natsConnection *nc;
+    jsCtx *js;
+    atomic_bool connected;
+    atomic_bool stream_ready;
+    atomic_int pending; /* JetStream publishes awaiting their ack */
+    atomic_uint_fast64_t failed;
+    atomic_int_fast64_t last_fail_log_ms;
+    pthread_t helper;
+    bool helper_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool need_stream; /* guarded by mu */
+    bool closing;     /* guarded by mu */
+};
+
+static void wake_helper(es_nats_t *n)
+{
+    pthread_mutex_lock(&n->mu);
+    n->need_stream = true;
+    pthread_cond_signal(&n->cv);
+    pthread_mutex_unlock(&n->mu);
+}
+
+static void on_connected(natsConnection *nc, void *closure)
+{
+    es_nats_t *n = closure;
+    atomic_store(&n->connected, true);
+    es_info("NATS connected");
+    wake_helper(n);
+}
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+    es_nats_t *n = closure;
+    if (atomic_exchange(&n->connected, false))
+        es_warn("NATS disconnected; reconnecting in the background");
+    atomic_store(&n->stream_ready, false);
+}
+
+static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    es_nats_t *n = closure;
+    atomic_fetch_sub(&n->pending, 1);
+    if (pae != NULL) {
+        atomic_fetch_add(&n->failed, 1);
+        int64_t now = es_time_mono_ms();
+        int64_t last = atomic_load(&n->last_fail_log_ms);
+        if (now - last > 5000 && atomic_compare_exchange_strong(&n->last_fail_log_ms, &last, now))
+            es_warn("JetStream publish to %s failed: %s (%s)", natsMsg_GetSubject(msg),
+                    pae->ErrText ? pae->ErrText : "", natsStatus_GetText(pae->Err));
+    }
+    natsMsg_Destroy(msg);
+}
+
+/* Creates or updates the stream the service publishes on. Blocking: runs on
+ * the helper thread only. */
+static bool ensure_stream(es_nats_t *n)
+{
+    const es_config_t *cfg = n->cfg;
+    jsStreamConfig sc;
+    jsStreamConfig_Init(&sc);
+    sc.Name = cfg->nats.stream;
+    sc.Subjects = (const char **)cfg->nats.subjects.items;
+    sc.SubjectsLen = (int)cfg->nats.subjects.len;
+    sc.Storage = js_FileStorage;
+    sc.MaxMsgs = cfg->nats.max_messages;
+    sc.Duplicates = (int64_t)cfg->nats.duplicate_window_seconds * 1000000000LL;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_AddStream(&si, n->js, &sc, NULL, &jerr);
+    if (s != NATS_OK && jerr == JSStreamNameExistErr)
+        s = js_UpdateStream(&si, n->js, &sc, NULL, &jerr);
+    if (si != NULL)
+        jsStreamInfo_Destroy(si);
+    if (s != NATS_OK) {
+        es_warn("JetStream stream %s not ready: %s (error %d)", cfg->nats.stream,
+                natsStatus_GetText(s), (int)jerr);
+        return false;
+    }
+    return true;
+}
+
+static void *helper_main(void *arg)
+{
+    es_nats_t *n = arg;
+    pthread_mutex_lock(&n->mu);
+    while (!n->closing) {
+        if (!n->need_stream) {
+            pthread_cond_wait(&n->cv, &n->mu);
+            continue;
+        }
+        n->need_stream = false;
+        pthread_mutex_unlock(&n->mu);
+        bool ok = atomic_load(&n->connected) && ensure_stream(n);
+        atomic_store(&n->stream_ready, ok);
+        pthread_mutex_lock(&n->mu);
+        if (!ok && atomic_load(&n->connected) && !n->closing) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1;
+            pthread_cond_timedwait(&n->cv, &n->mu, &until);
+            n->need_stream = true;
+        }
+    }
+    pthread_mutex_unlock(&n->mu);
+    return NULL;
+}
+
+es_nats_t *es_nats_open(const es_config_t *cfg, const char *name)
+{
+    es_nats_t *n = es_xcalloc(1, sizeof(*n));
+    n->cfg = cfg;
+    pthread_mutex_init(&n->mu, NULL);
+    pthread_cond_init(&n->cv, NULL);
+    if (!cfg->nats.enabled)
+        return n;
+
+    natsOptions_Create(&n->opts);
+    natsOptions_SetURL(n->opts, cfg->nats.url);
+    natsOptions_SetName(n->opts, name);
+    natsOptions_SetMaxReconnect(n->opts, -1);
+    natsOptions_SetReconnectWait(n->opts, 250);
+    natsOptions_SetReconnectBufSize(n->opts, 8 * 1024 * 1024);
+    natsOptions_SetTimeout(n->opts, 2000);
+    natsOptions_SetRetryOnFailedConnect(n->opts, true, on_connected, n);
+    natsOptions_SetReconnectedCB(n->opts, on_connected, n);
+    natsOptions_SetDisconnectedCB(n->opts, on_disconnected, n);
+
+    natsStatus s = natsConnection_Connect(&n->nc, n->opts);
+    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+        es_error("NATS connection to %s cannot start: %s", cfg->nats.url, natsStatus_GetText(s));
+        return n;
+    }
+    if (s == NATS_NOT_YET_CONNECTED)
+        es_warn("NATS server %s not reachable yet; retrying in the background", cfg->nats.url);
+
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.PublishAsync.MaxPending = MAX_PENDING_ACKS;
+    jo.PublishAsync.AckHandler = on_ack;
+    jo.PublishAsync.AckHandlerClosure = n;
+    jo.PublishAsync.StallWait = 1;
+    jo.Wait = 5000;
+    s = natsConnection_JetStream(&n->js, n->nc, &jo);
+    if (s != NATS_OK)
+        es_error("JetStream context: %s", natsStatus_GetText(s));
+
+    if (pthread_create(&n->helper, NULL, helper_main, n) == 0)
+        n->helper_started = true;
+    if (natsConnection_Status(n->nc) == NATS_CONN_STATUS_CONNECTED)
+        on_connected(n->nc, n);
+    return n;
+}
+
+bool es_nats_connected(es_nats_t *n)
+{
+    return n != NULL && atomic_load(&n->connected);
+}
+
+bool es_nats_stream_ready(es_nats_t *n)
+{
+    return n != NULL && atomic_load(&n->stream_ready);
+}
+
+es_rc_t es_nats_js_publish(es_nats_t *n, const char *subject, const char *data, size_t len,
+                           const char *msg_id)
+{
+    if (n == NULL || n->js == NULL || !atomic_load(&n->connected) ||
+        atomic_load(&n->pending) >= MAX_PENDING_ACKS - 16)
+        return ES_AGAIN;
+    natsMsg *msg = NULL;
+    if (natsMsg_Create(&msg, subject, NULL, data, (int)len) != NATS_OK)
+        return ES_ERR;
+    if (msg_id != NULL)
+        natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id);
+    atomic_fetch_add(&n->pending, 1);
+    natsStatus s = js_PublishMsgAsync(n->js, &msg, NULL);
+    if (s != NATS_OK) {
+        atomic_fetch_sub(&n->pending, 1);
+        natsMsg_Destroy(msg); /* still ours when the call failed */
+        return ES_AGAIN;
+    }
+    return ES_OK;
+}
+
+es_rc_t es_nats_publish(es_nats_t *n, const char *subject, const char *data, size_t len)
+{
+    if (n == NULL || n->nc == NULL || !atomic_load(&n->connected))
+        return ES_AGAIN;
+    return natsConnection_Publish(n->nc, subject, data, (int)len) == NATS_OK ? ES_OK : ES_AGAIN;
+}
+
+uint64_t es_nats_failed(es_nats_t *n)
+{
+    return n ? atomic_load(&n->failed) : 0;
+}
+
+natsConnection *es_nats_conn(es_nats_t *n)
+{
+    return n ? n->nc : NULL;
+}
+
+jsCtx *es_nats_js(es_nats_t *n)
+{
+    return n ? n->js : NULL;
+}
+
+void es_nats_close(es_nats_t *n, int timeout_ms)
+{
+    if (n == NULL)
+        return;
+    if (n->js != NULL && atomic_load(&n->connected) && atomic_load(&n->pending) > 0) {
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MaxWait = timeout_ms;
+        js_PublishAsyncComplete(n->js, &po);
+    }
+    pthread_mutex_lock(&n->mu);
+    n->closing = true;
+    pthread_cond_signal(&n->cv);
+    pthread_mutex_unlock(&n->mu);
+    if (n->helper_started)
+        pthread_join(n->helper, NULL);
+    if (n->nc != NULL)
+        natsConnection_Close(n->nc);
+    if (n->js != NULL)
+        jsCtx_Destroy(n->js);
+    if (n->nc != NULL)
+        natsConnection_Destroy(n->nc);
+    if (n->opts != NULL)
+        natsOptions_Destroy(n->opts);
+    pthread_cond_destroy(&n->cv);
+    pthread_mutex_destroy(&n->mu);
+    free(n);
+}

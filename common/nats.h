@@ -1,0 +1,50 @@
+/*
+ * nats.h - the service's NATS connection: connects in the background and
+ * reconnects forever (never blocks a caller while the server is down), keeps
+ * the JetStream stream for publications in place after every (re)connect, and
+ * publishes without blocking.
+ *
+ * Callbacks of nats.c run on its own threads; nothing here calls back into
+ * the caller's event loop.
+ */
+#ifndef ES_NATS_H
+#define ES_NATS_H
+
+#include "common/config.h"
+
+#include <nats/nats.h>
+
+typedef struct es_nats es_nats_t;
+
+/* Starts connecting to cfg->nats.url (returns at once). When nats.enabled is
+ * false returns a handle whose publishes all answer ES_AGAIN. name is the
+ * client name shown by the server. cfg must outlive the handle. */
+es_nats_t *es_nats_open(const es_config_t *cfg, const char *name);
+
+/* True while connected. */
+bool es_nats_connected(es_nats_t *n);
+/* True once the JetStream stream has been confirmed since the last connect. */
+bool es_nats_stream_ready(es_nats_t *n);
+
+/* Publishes to JetStream with Nats-Msg-Id msg_id (the server drops repeats
+ * inside the duplicate window). Never blocks: ES_AGAIN when disconnected or
+ * when too many publishes await their acknowledgement; the outcome arrives
+ * later and failures are counted (es_nats_failed). */
+es_rc_t es_nats_js_publish(es_nats_t *n, const char *subject, const char *data, size_t len,
+                           const char *msg_id);
+
+/* Core NATS publish (wake-ups; may be lost). ES_AGAIN when disconnected. */
+es_rc_t es_nats_publish(es_nats_t *n, const char *subject, const char *data, size_t len);
+
+/* Publications whose acknowledgement reported an error so far. */
+uint64_t es_nats_failed(es_nats_t *n);
+
+/* The underlying handles for blocking users (processor and replay workers);
+ * NULL when disabled. */
+natsConnection *es_nats_conn(es_nats_t *n);
+jsCtx *es_nats_js(es_nats_t *n);
+
+/* Waits up to timeout_ms for acknowledgements in flight, then closes. */
+void es_nats_close(es_nats_t *n, int timeout_ms);
+
+#endif
