@@ -162,7 +162,14 @@ static int hexval(char c)
 
 bool es_http_unescape(const char *s, size_t n, char *out, size_t cap)
 {
+    return es_http_unescape_ex(s, n, out, cap, true);
+}
+
+bool es_http_unescape_ex(const char *s, size_t n, char *out, size_t cap, bool plus_is_space)
+{
     size_t o = 0;
+    if (cap == 0)
+        return false;
     for (size_t i = 0; i < n; i++) {
         if (o + 1 >= cap)
             return false;
@@ -177,7 +184,7 @@ bool es_http_unescape(const char *s, size_t n, char *out, size_t cap)
             if (c == '\0')
                 return false;
             i += 2;
-        } else if (c == '+') {
+        } else if (c == '+' && plus_is_space) {
             c = ' ';
         }
         out[o++] = c;

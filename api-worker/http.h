@@ -27,8 +27,11 @@ json_t *es_http_body_json(h2o_req_t *req);
  * bytes). Returns true when present (an empty value counts). */
 bool es_http_query(h2o_req_t *req, const char *name, char *out, size_t cap);
 
-/* Percent-decodes s (n bytes) into out (cap bytes); false if malformed or too long. */
+/* Percent-decodes s (n bytes) into out (cap bytes), '+' meaning a space (query
+ * strings); false if malformed, %00, or too long for out. */
 bool es_http_unescape(const char *s, size_t n, char *out, size_t cap);
+/* The same; plus_is_space false for path segments, where '+' is itself. */
+bool es_http_unescape_ex(const char *s, size_t n, char *out, size_t cap, bool plus_is_space);
 
 /* Value of request header name (lowercase), or NULL. Not NUL-terminated: len set. */
 const char *es_http_header(h2o_req_t *req, const char *name, size_t *len);

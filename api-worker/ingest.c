@@ -2,7 +2,6 @@
 
 #include "common/event_row.h"
 #include "common/log.h"
-#include "common/publish.h"
 #include "common/timeutil.h"
 
 #include <stdlib.h>
@@ -156,7 +155,7 @@ static void deliver(es_ingest_t *in, group_t *g, const PGresult *res)
     int *count = es_xcalloc((size_t)g->nreqs, sizeof(int));
     int *verdict = es_xcalloc((size_t)g->nreqs, sizeof(int));
     for (int i = 0; i < nrows; i++) {
-        int req = atoi(PQgetvalue(res, i, 0)); /* our own integers: safe */
+        int req = (int)es_pg_int(res, i, 0);
         if (req < 0 || req >= g->nreqs)
             continue;
         if (PQgetisnull(res, i, 3))
@@ -169,7 +168,7 @@ static void deliver(es_ingest_t *in, group_t *g, const PGresult *res)
     for (int r = 0; r < g->nreqs; r++)
         refs[r] = es_xcalloc((size_t)ES_MAX(count[r], 1), sizeof(rowref_t));
     for (int i = 0; i < nrows; i++) {
-        int req = atoi(PQgetvalue(res, i, 0));
+        int req = (int)es_pg_int(res, i, 0);
         if (req < 0 || req >= g->nreqs || PQgetisnull(res, i, 3))
             continue;
         refs[req][fill[req]++] = (rowref_t){res, i};
@@ -180,7 +179,7 @@ static void deliver(es_ingest_t *in, group_t *g, const PGresult *res)
     while (r != NULL) {
         es_ingest_req_t *next = r->next;
         int idx = r->req_index;
-        if (verdict[idx] && atoi(PQgetvalue(res, verdict[idx] - 1, 1)) == 409) {
+        if (verdict[idx] && es_pg_int(res, verdict[idx] - 1, 1) == 409) {
             finish(in, r, 409, PQgetvalue(res, verdict[idx] - 1, 2), NULL, NULL);
             r = next;
             continue;
@@ -211,10 +210,6 @@ static void deliver(es_ingest_t *in, group_t *g, const PGresult *res)
             es_error("event.ingest() returned no row for an event of request %d", idx);
             finish(in, r, 500, "internal error", NULL, NULL);
         } else {
-            /* Publish what this call inserted (code 1), after the commit. */
-            for (int e = 0; e < r->nevents; e++)
-                if (atoi(PQgetvalue(res, rows[e], 1)) == 1)
-                    (void)es_publish_stored(in->nats, res, rows[e], 3);
             finish(in, r, verdict[idx] ? 200 : 201, NULL, res, rows);
         }
         free(rows);
@@ -235,6 +230,9 @@ static void on_group_done(void *ctx, const PGresult *res, const char *err)
     in->inflight_ops--;
     in->inflight_reqs -= g->nreqs;
     if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK) {
+        /* Committed: wake the processor workers (and the event.stored
+         * publisher) now rather than at their next poll. */
+        (void)es_nats_publish(in->nats, ES_WAKE_SUBJECT, "", 0);
         deliver(in, g, res);
     } else if (g->nreqs > 1) {
         /* Something one request could not decide alone (a deadlock, a stream or

@@ -39,7 +39,7 @@ static bool match(h2o_req_t *req, const char *pattern, const char *path, size_t 
             if (slen == 0 || args->n >= ES_ROUTE_MAX_ARGS)
                 return false;
             char *out = h2o_mem_alloc_pool(&req->pool, slen + 1);
-            if (!es_http_unescape(s, slen, out, slen + 1))
+            if (!es_http_unescape_ex(s, slen, out, slen + 1, false))
                 return false;
             args->v[args->n++] = out;
         } else if (plen != slen || memcmp(p, s, plen) != 0) {

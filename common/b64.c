@@ -46,7 +46,8 @@ unsigned char *es_b64_decode(const char *s, size_t n, size_t *outlen)
     size_t pad = 0;
     while (pad < padded && norm[padded - 1 - pad] == '=')
         pad++;
-    if (pad > 2) {
+    /* '=' only as the final padding, at most two of them. */
+    if (pad > 2 || memchr(norm, '=', padded - pad) != NULL) {
         free(norm);
         return NULL;
     }

@@ -34,6 +34,8 @@ typedef enum {
 #define ES_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define ES_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define ES_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define ES_XSTR(x) #x
+#define ES_STR(x) ES_XSTR(x) /* expands x, then quotes it */
 
 /* Exit code of a worker or the master meaning "fatal, do not respawn". */
 #define ES_EXIT_FATAL 78 /* EX_CONFIG */

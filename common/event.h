@@ -70,7 +70,7 @@ void es_field_error_set(es_field_error_t *err, const char *prefix, const char *f
                         const char *fmt, ...) ES_PRINTF(4, 5);
 
 typedef struct {
-    char event_id[ES_FIELD_MAX + 1];
+    char event_id[ES_FIELD_MAX * 4 + 1]; /* 255 characters of up to 4 UTF-8 bytes */
     bool client_id; /* event_id came from the client: repeats are idempotent */
     char *event_type;
     es_source_t source;

@@ -21,6 +21,15 @@ static const struct {
     {"stream_version", R_NUM}, {"position", R_NUM},
 };
 
+int64_t es_pg_int(const PGresult *res, int row, int col)
+{
+    int64_t v = 0;
+    if (PQgetisnull(res, row, col) ||
+        !es_parse_int64(PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col), &v))
+        return 0;
+    return v;
+}
+
 bool es_pg_time_us(const PGresult *res, int row, int col, int64_t *us)
 {
     if (PQgetisnull(res, row, col))

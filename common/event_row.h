@@ -44,6 +44,9 @@ void es_event_row_render(es_buf_t *b, const PGresult *res, int row, int col0);
  * null when the value is NULL. */
 void es_render_pg_time(es_buf_t *b, const PGresult *res, int row, int col);
 
+/* An integer column (our own SQL's output); 0 when NULL or not an integer. */
+int64_t es_pg_int(const PGresult *res, int row, int col);
+
 /* Parses a timestamptz text value into microseconds; false if NULL/unparseable. */
 bool es_pg_time_us(const PGresult *res, int row, int col, int64_t *us);
 

@@ -16,6 +16,12 @@
 
 typedef struct es_nats es_nats_t;
 
+/* Wake-up the API workers publish after each commit (core NATS, no payload):
+ * processor workers and the event.stored publisher look for work at once
+ * instead of at their next poll. Outside "event.>" so the JetStream stream of
+ * publications never stores it. */
+#define ES_WAKE_SUBJECT "event_service.wake.processing"
+
 /* Starts connecting to cfg->nats.url (returns at once). When nats.enabled is
  * false returns a handle whose publishes all answer ES_AGAIN. name is the
  * client name shown by the server. cfg must outlive the handle. */

@@ -99,10 +99,13 @@ bool es_time_parse(const char *s, size_t len, int64_t *out_us)
             int sign = *p++ == '-' ? -1 : 1, oh, om = 0;
             if (!digits(&p, end, 2, &oh))
                 return false;
-            if (p < end && *p == ':')
+            if (p < end && *p == ':') {
                 p++;
-            if (p < end && !digits(&p, end, 2, &om))
+                if (!digits(&p, end, 2, &om)) /* "+01:" is not an offset */
+                    return false;
+            } else if (p < end && !digits(&p, end, 2, &om)) {
                 return false;
+            }
             if (oh > 23 || om > 59)
                 return false;
             offset_s = sign * (oh * 3600 + om * 60);

@@ -13,6 +13,7 @@
 #include "master/master.h"
 
 #include "api-worker/worker.h"
+#include "processor-worker/worker.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 
@@ -30,7 +31,7 @@
 #define MAX_PROCS 1024
 #define MAX_LISTENERS 256
 
-typedef enum { ROLE_API, ROLE_COUNT } role_t;
+typedef enum { ROLE_API, ROLE_PROCESSOR, ROLE_COUNT } role_t;
 
 typedef struct {
     const char *name;
@@ -42,8 +43,14 @@ static int api_count(const es_config_t *cfg)
     return cfg->workers.api;
 }
 
+static int processor_count(const es_config_t *cfg)
+{
+    return cfg->workers.processor;
+}
+
 static const role_info_t roles[ROLE_COUNT] = {
     {"api", api_count},
+    {"processor", processor_count},
 };
 
 typedef struct {
@@ -147,6 +154,8 @@ static void spawn(proc_t *p)
         int rc = 1;
         if (p->role == ROLE_API)
             rc = es_api_worker_main(cfg, listen_fd, sv[1]);
+        else if (p->role == ROLE_PROCESSOR)
+            rc = es_processor_worker_main(cfg, sv[1]);
         exit(rc);
     }
     close(sv[1]);

@@ -93,17 +93,20 @@ CREATE TABLE event.event_streams (
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 
--- One row per stored event still to be processed. Claimed by processor workers
--- with FOR UPDATE SKIP LOCKED; a row is deleted when its event reaches a final
--- status, so the table stays as small as the backlog.
+-- One row per stored event still to be processed. A processor worker claims
+-- due rows (run_at <= now()) with FOR UPDATE SKIP LOCKED and pushes run_at
+-- one lease ahead; a worker that dies simply lets the lease run out and the
+-- row becomes due again. A row is deleted when its event reaches a final
+-- status, so the table stays as small as the backlog. A failed attempt sets
+-- run_at to the next retry time (backoff).
 CREATE TABLE event.processing_queue (
-    position     bigint PRIMARY KEY,
-    event_id     varchar(255) NOT NULL,
-    run_at       timestamptz NOT NULL DEFAULT now(),
-    attempts     integer NOT NULL DEFAULT 0,
-    locked_until timestamptz,
-    locked_by    text
+    position bigint PRIMARY KEY,
+    event_id varchar(255) NOT NULL,
+    run_at   timestamptz NOT NULL DEFAULT now(),
+    attempts integer NOT NULL DEFAULT 0,
+    claim    text          -- token of the claim that holds the row
 );
+CREATE INDEX processing_queue_due ON event.processing_queue (run_at, position);
 
 CREATE TABLE event.event_counters (
     shard          integer NOT NULL,      -- writer's backend pid; 0 = compacted

@@ -1,0 +1,79 @@
+/*
+ * batch.h - one claimed batch of events and the processors that run on it.
+ */
+#ifndef ES_PROC_BATCH_H
+#define ES_PROC_BATCH_H
+
+#include "common/buf.h"
+#include "common/filters.h"
+#include "common/nats.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+
+typedef struct es_batch es_batch_t;
+typedef struct es_job es_job_t;
+typedef struct es_runner es_runner_t;
+
+/* An enabled processor, as loaded for this batch. */
+typedef struct {
+    char *id;
+    char *name;
+    char *type;
+    es_filters_t filters;
+    json_t *config;
+    const es_runner_t *runner;
+} es_proc_t;
+
+/* One claimed event and its progress through its processors. */
+struct es_job {
+    es_batch_t *batch;
+    int64_t position;
+    int attempts;
+    const char *event_id; /* NULL: the event is gone (queue row only) */
+    const char *event_type, *source, *category, *stream_id;
+    char *event_json;  /* the event as the API renders it: the payload sent out */
+    int *chain;        /* indices into batch->procs still to run, in priority order */
+    int nchain;
+    int next;          /* next index into chain */
+    char **names;      /* every matched processor name (for events.processors) */
+    int nnames;
+    bool failed;
+    char *error;
+    int64_t run_started_us;
+    int running; /* index into batch->procs of the processor in progress, -1 none */
+};
+
+/* How a processor type runs. start() either finishes at once (returns ES_OK
+ * with *ok and *message set; message may be NULL, else heap) or starts
+ * asynchronous work (returns ES_AGAIN) and later calls es_job_finished. */
+struct es_runner {
+    const char *type;
+    es_rc_t (*start)(es_job_t *job, const es_proc_t *proc, bool *ok, char **message);
+};
+
+struct es_batch {
+    const es_config_t *cfg;
+    es_nats_t *nats;
+    CURLM *multi; /* owned by the worker; shared by every batch */
+    es_proc_t *procs;
+    int nprocs;
+    es_job_t *jobs;
+    int njobs;
+    int pending_async;
+    json_t *results; /* rows for event.complete_events() */
+};
+
+/* Records the end of job's running processor and starts the next one. */
+void es_job_finished(es_job_t *job, bool ok, char *message);
+
+extern const es_runner_t es_runner_webhook;
+extern const es_runner_t es_runner_nats;
+extern const es_runner_t es_runner_projection;
+extern const es_runner_t es_runner_noop;
+
+/* Completes webhook transfers that are done (call after curl_multi_perform). */
+void es_webhook_collect(es_batch_t *b);
+
+#endif

@@ -1,0 +1,42 @@
+/*
+ * pworker.h - state of a processor worker process shared by its modules.
+ */
+#ifndef ES_PROC_PWORKER_H
+#define ES_PROC_PWORKER_H
+
+#include "common/config.h"
+#include "common/nats.h"
+
+#include <curl/curl.h>
+#include <libpq-fe.h>
+#include <signal.h>
+
+typedef struct es_pworker {
+    const es_config_t *cfg;
+    char *conninfo;
+    PGconn *db; /* blocking connection of the processing thread */
+    es_nats_t *nats;
+    CURLM *multi;
+    int master_fd;
+    int64_t last_beat_ms;
+    int64_t batches; /* counter for claim tokens */
+    char id[48];     /* "host:pid": shows in claim tokens */
+} es_pworker_t;
+
+/* Set by SIGTERM/SIGINT or the master's death. */
+extern volatile sig_atomic_t es_pworker_stop;
+
+/* Sends a heartbeat to the master when one is due; notices the master's death. */
+void es_pworker_heartbeat(es_pworker_t *w);
+
+/* Runs sql on w->db, reconnecting first if the connection is broken. Returns
+ * a result with status TUPLES_OK (caller PQclears), or NULL after logging the
+ * error (what, the caller's name for the statement, is in the log line). */
+PGresult *es_pworker_query(es_pworker_t *w, const char *what, const char *sql, int nparams,
+                           const char *const *params);
+
+/* Claims, runs and completes one batch. Returns the number of events
+ * claimed (0: nothing due), or -1 when the database failed. */
+int es_batch_process(es_pworker_t *w);
+
+#endif

@@ -1,0 +1,168 @@
+#include "processor-worker/worker.h"
+
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "processor-worker/outbox.h"
+#include "processor-worker/pworker.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+volatile sig_atomic_t es_pworker_stop = 0;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    es_pworker_stop = 1;
+}
+
+/* Wake-ups from the API workers arrive on a nats.c thread. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool woken;
+    es_outbox_t *outbox;
+} wake = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, NULL};
+
+static void on_wake(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    natsMsg_Destroy(msg);
+    pthread_mutex_lock(&wake.mu);
+    wake.woken = true;
+    pthread_cond_signal(&wake.cv);
+    pthread_mutex_unlock(&wake.mu);
+    if (wake.outbox != NULL)
+        es_outbox_wake(wake.outbox);
+}
+
+/* Sleeps up to ms, returning early on a wake-up or a stop request. */
+static void wait_for_work(es_pworker_t *w, int64_t ms)
+{
+    int64_t until = es_time_mono_ms() + ms;
+    pthread_mutex_lock(&wake.mu);
+    while (!wake.woken && !es_pworker_stop) {
+        int64_t left = until - es_time_mono_ms();
+        if (left <= 0)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t step = ES_MIN(left, 500);
+        ts.tv_sec += step / 1000;
+        ts.tv_nsec += (step % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&wake.cv, &wake.mu, &ts);
+        pthread_mutex_unlock(&wake.mu);
+        es_pworker_heartbeat(w);
+        pthread_mutex_lock(&wake.mu);
+    }
+    wake.woken = false;
+    pthread_mutex_unlock(&wake.mu);
+}
+
+void es_pworker_heartbeat(es_pworker_t *w)
+{
+    int64_t now = es_time_mono_ms();
+    if (now - w->last_beat_ms < 1000)
+        return;
+    w->last_beat_ms = now;
+    char beat = 'h';
+    ssize_t n = write(w->master_fd, &beat, 1);
+    (void)n;
+    struct pollfd p = {w->master_fd, POLLIN, 0};
+    if (poll(&p, 1, 0) > 0) {
+        char buf[64];
+        ssize_t got = read(w->master_fd, buf, sizeof(buf));
+        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
+            es_warn("master process is gone; stopping");
+            es_pworker_stop = 1;
+        }
+    }
+}
+
+PGresult *es_pworker_query(es_pworker_t *w, const char *what, const char *sql, int nparams,
+                           const char *const *params)
+{
+    if (w->db == NULL || PQstatus(w->db) != CONNECTION_OK) {
+        if (w->db != NULL)
+            PQfinish(w->db);
+        w->db = PQconnectdb(w->conninfo);
+        if (PQstatus(w->db) != CONNECTION_OK) {
+            es_warn("%s: database unavailable: %s", what, PQerrorMessage(w->db));
+            return NULL;
+        }
+        PQclear(PQexec(w->db, "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'"));
+        es_info("database connection established");
+    }
+    PGresult *r = PQexecParams(w->db, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        es_warn("%s failed: %s", what, PQresultErrorMessage(r));
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+int es_processor_worker_main(const es_config_t *cfg, int master_fd)
+{
+    es_pworker_t w;
+    memset(&w, 0, sizeof(w));
+    w.cfg = cfg;
+    w.master_fd = master_fd;
+    char host[32] = "host";
+    gethostname(host, sizeof(host) - 1);
+    snprintf(w.id, sizeof(w.id), "%s:%d", host, (int)getpid());
+
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+
+    w.conninfo = es_config_conninfo(cfg);
+    w.nats = es_nats_open(cfg, "event_service processor");
+    w.multi = curl_multi_init();
+    curl_multi_setopt(w.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 256L);
+    wake.outbox = es_outbox_start(cfg, w.conninfo);
+    natsSubscription *sub = NULL;
+    if (es_nats_conn(w.nats) != NULL &&
+        natsConnection_Subscribe(&sub, es_nats_conn(w.nats), ES_WAKE_SUBJECT, on_wake, NULL) !=
+            NATS_OK)
+        es_warn("cannot subscribe to wake-ups; polling every %.1f s",
+                cfg->processing.interval_seconds);
+
+    es_info("processor worker running");
+    int64_t poll_ms = (int64_t)(cfg->processing.interval_seconds * 1000);
+    while (!es_pworker_stop) {
+        es_pworker_heartbeat(&w);
+        int n = es_batch_process(&w);
+        if (n > 0)
+            continue;
+        wait_for_work(&w, n < 0 ? ES_MIN(poll_ms, 1000) : poll_ms);
+    }
+
+    es_info("processor worker stopping");
+    if (sub != NULL)
+        natsSubscription_Destroy(sub);
+    es_outbox_stop(wake.outbox);
+    wake.outbox = NULL;
+    es_nats_close(w.nats, 2000);
+    curl_multi_cleanup(w.multi);
+    if (w.db != NULL)
+        PQfinish(w.db);
+    free(w.conninfo);
+    return 0;
+}

@@ -1,0 +1,272 @@
+-- 003_processing: processors, their results, projections, and the functions
+-- processor workers claim and complete work with.
+--
+-- Departures from the seed, and why:
+--  * processing_results.result_id is bigserial (a busy hub passes 2^31 runs),
+--    and results are indexed by event_id: a retried event skips the
+--    processors that already succeeded for it.
+--  * event_projections gains nothing but an index-backed unique key; its
+--    version equals the stream_version of the last event applied, so an
+--    event is applied at most once even when a projection was first built
+--    from the stream on read.
+--  * outbox_state holds the checkpoint of the event.stored publisher, which
+--    walks event.events by position over a committed prefix only.
+
+CREATE TABLE event.event_processors (
+    processor_id      varchar(255) PRIMARY KEY,
+    processor_name    varchar(255) NOT NULL UNIQUE,
+    processor_type    varchar(100) NOT NULL,
+    enabled           boolean DEFAULT true,
+    priority          integer DEFAULT 0,
+    filters           jsonb DEFAULT '{}',
+    config            jsonb DEFAULT '{}',
+    error_count       integer DEFAULT 0,
+    last_error        text,
+    last_processed_at timestamptz,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    updated_at        timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE event.processing_results (
+    result_id      bigserial PRIMARY KEY,
+    event_id       varchar(255) NOT NULL,
+    processor_name varchar(255) NOT NULL,
+    status         varchar(20) NOT NULL CHECK (status IN ('success', 'failed', 'skipped', 'retry')),
+    message        text,
+    processed_at   timestamptz NOT NULL DEFAULT now(),
+    duration_ms    integer
+);
+CREATE INDEX idx_processing_results_event ON event.processing_results (event_id);
+
+CREATE TABLE event.event_projections (
+    projection_id   varchar(255) PRIMARY KEY,
+    projection_name varchar(255) NOT NULL,
+    entity_id       varchar(255) NOT NULL,
+    entity_type     varchar(100) NOT NULL,
+    state           jsonb DEFAULT '{}',
+    version         integer DEFAULT 0,
+    last_event_id   varchar(255),
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (entity_type, entity_id, projection_name)
+);
+
+CREATE TABLE event.outbox_state (
+    name       text PRIMARY KEY,
+    position   bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+-- Events stored before this migration are not announced again.
+INSERT INTO event.outbox_state (name, position)
+SELECT 'event.stored', coalesce(max(position), 0) FROM event.events;
+
+-- Publications that could not reach NATS when they were made (processing
+-- outcomes while NATS was down); the processor workers publish and delete them.
+CREATE TABLE event.outbox (
+    id         bigserial PRIMARY KEY,
+    subject    text NOT NULL,
+    msg_id     text NOT NULL,
+    payload    text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Claims up to p_limit due events (oldest due first, then by position), pushes
+-- them one lease ahead and returns them in position order with the attempt
+-- number and, for a retry, the processors that already succeeded (JSON array).
+-- A queue row whose event is gone comes back with a NULL event_id.
+CREATE FUNCTION event.claim_events(p_limit int, p_lease_seconds int, p_token text)
+RETURNS TABLE (queue_position bigint, attempts int, done_processors text,
+               event_id text, event_type text, event_source text, event_category text,
+               user_id text, session_id text, organization_id text, device_id text,
+               correlation_id text, data text, metadata text, context text, properties text,
+               status text, processed_at text, processors text, error_message text,
+               retry_count text, "timestamp" text, created_at text, updated_at text,
+               version text, schema_version text, stream_id text, stream_version text,
+               "position" text)
+LANGUAGE sql AS $$
+    WITH c AS (
+        SELECT q.position FROM event.processing_queue q
+        WHERE q.run_at <= now()
+        ORDER BY q.run_at, q.position
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    ), u AS (
+        UPDATE event.processing_queue q
+        SET run_at = now() + make_interval(secs => p_lease_seconds),
+            attempts = q.attempts + 1,
+            claim = p_token
+        FROM c WHERE q.position = c.position
+        RETURNING q.position, q.event_id, q.attempts
+    )
+    SELECT u.position, u.attempts,
+           CASE WHEN u.attempts > 1 OR e.retry_count > 0 THEN
+               (SELECT to_json(array_agg(DISTINCT r.processor_name))::text
+                FROM event.processing_results r
+                WHERE r.event_id = u.event_id AND r.status = 'success')
+           END,
+           e.event_id::text, e.event_type::text, e.event_source::text, e.event_category::text,
+           e.user_id::text, e.session_id::text, e.organization_id::text, e.device_id::text,
+           e.correlation_id::text, e.data::text, e.metadata::text, e.context::text,
+           e.properties::text, e.status::text, e.processed_at::text, to_json(e.processors)::text,
+           e.error_message, e.retry_count::text, e.timestamp::text, e.created_at::text,
+           e.updated_at::text, e.version::text, e.schema_version::text, e.stream_id::text,
+           e.stream_version::text, e.position::text
+    FROM u LEFT JOIN event.events e ON e.event_id = u.event_id
+    ORDER BY u.position
+$$;
+
+-- Extends the lease of every row a claim still holds (long batches).
+CREATE FUNCTION event.renew_claim(p_token text, p_lease_seconds int) RETURNS integer
+LANGUAGE sql AS $$
+    WITH r AS (
+        UPDATE event.processing_queue SET run_at = now() + make_interval(secs => p_lease_seconds)
+        WHERE claim = p_token RETURNING 1
+    ) SELECT count(*)::integer FROM r
+$$;
+
+-- Applies an event to a projection (state[event_type] = data), at most once:
+-- only an event newer than the projection's version moves it.
+CREATE FUNCTION event.apply_to_projection(p_name text, p_event_id text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    e event.events;
+    v_type text;
+    v_id text;
+    v_rows int;
+BEGIN
+    SELECT * INTO e FROM event.events WHERE event_id = p_event_id;
+    IF NOT FOUND OR e.stream_id IS NULL THEN
+        RETURN false;
+    END IF;
+    v_type := split_part(e.stream_id, ':', 1);
+    v_id := CASE WHEN strpos(e.stream_id, ':') > 0
+                 THEN substr(e.stream_id, strpos(e.stream_id, ':') + 1) ELSE e.stream_id END;
+    INSERT INTO event.event_projections AS p
+        (projection_id, projection_name, entity_id, entity_type, state, version, last_event_id)
+    VALUES (gen_random_uuid()::text, p_name, v_id, v_type,
+            jsonb_build_object(e.event_type, coalesce(e.data, '{}')), e.stream_version, e.event_id)
+    ON CONFLICT (entity_type, entity_id, projection_name) DO UPDATE
+        SET state = p.state || jsonb_build_object(e.event_type, coalesce(e.data, '{}')),
+            version = e.stream_version,
+            last_event_id = e.event_id,
+            updated_at = now()
+        WHERE p.version < e.stream_version;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows > 0;
+END $$;
+
+-- Records the outcome of a claimed batch in one transaction, for the rows the
+-- claim still holds (a claim whose lease ran out and was taken over by another
+-- worker records nothing, so no run is recorded twice):
+--   p_outcomes: [{position, event_id, outcome: processed|retry|failed|gone,
+--                 run_at, error_message, processors: [names], retry_count}]
+--   p_results:  [{position, event_id, processor_id, processor_name, status,
+--                 message, duration_ms, projection}]  (projection: name to apply)
+-- Returns the positions that were held and recorded.
+CREATE FUNCTION event.complete_events(p_token text, p_outcomes jsonb, p_results jsonb)
+RETURNS TABLE (done_position bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_held bigint[];
+    v_count bigint;
+    r record;
+BEGIN
+    SELECT array_agg(h.position ORDER BY h.position) INTO v_held
+    FROM (SELECT q.position FROM event.processing_queue q
+          WHERE q.position IN (SELECT (o ->> 'position')::bigint
+                               FROM jsonb_array_elements(p_outcomes) o)
+            AND q.claim = p_token
+          ORDER BY q.position
+          FOR UPDATE OF q) h;
+    IF v_held IS NULL THEN
+        RETURN;
+    END IF;
+
+    WITH o AS (
+        SELECT x.position, x.event_id, x.outcome, x.run_at, x.error_message,
+               ARRAY(SELECT jsonb_array_elements_text(coalesce(x.processors, '[]'))) AS processors,
+               x.retry_count
+        FROM jsonb_to_recordset(p_outcomes) AS x(position bigint, event_id text, outcome text,
+             run_at timestamptz, error_message text, processors jsonb, retry_count int)
+        WHERE x.position = ANY (v_held)
+    ), finished AS (
+        DELETE FROM event.processing_queue q USING o
+        WHERE q.position = o.position AND o.outcome <> 'retry'
+        RETURNING 1
+    ), rescheduled AS (
+        UPDATE event.processing_queue q SET run_at = o.run_at, claim = NULL
+        FROM o WHERE q.position = o.position AND o.outcome = 'retry'
+        RETURNING 1
+    ), updated AS (
+        UPDATE event.events e
+        SET status = CASE o.outcome WHEN 'retry' THEN 'pending' ELSE o.outcome END,
+            processed_at = CASE WHEN o.outcome = 'processed' THEN now() ELSE e.processed_at END,
+            processors = CASE WHEN o.outcome = 'processed' THEN o.processors ELSE e.processors END,
+            error_message = CASE WHEN o.outcome = 'processed' THEN NULL ELSE o.error_message END,
+            retry_count = coalesce(o.retry_count, e.retry_count),
+            updated_at = now()
+        FROM o
+        WHERE e.event_id = o.event_id AND o.outcome <> 'gone'
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM finished) + (SELECT count(*) FROM rescheduled)
+           + (SELECT count(*) FROM updated)
+    INTO v_count;
+
+    INSERT INTO event.processing_results (event_id, processor_name, status, message, duration_ms)
+    SELECT x.event_id, x.processor_name, x.status, x.message, x.duration_ms
+    FROM jsonb_to_recordset(p_results) AS x(position bigint, event_id text, processor_name text,
+         status text, message text, duration_ms int)
+    WHERE x.position = ANY (v_held)
+    ORDER BY x.position;
+
+    -- Projections: in position order, in this same transaction.
+    FOR r IN SELECT x.projection, x.event_id
+             FROM jsonb_to_recordset(p_results) AS x(position bigint, event_id text,
+                  projection text, status text)
+             WHERE x.position = ANY (v_held) AND x.projection IS NOT NULL AND x.status = 'success'
+             ORDER BY x.position
+    LOOP
+        PERFORM event.apply_to_projection(r.projection, r.event_id);
+    END LOOP;
+
+    -- Processor counters; rows locked in one order so completions never deadlock.
+    PERFORM 1 FROM event.event_processors p
+    WHERE p.processor_id IN (SELECT x ->> 'processor_id' FROM jsonb_array_elements(p_results) x)
+    ORDER BY p.processor_id FOR UPDATE;
+    UPDATE event.event_processors p
+    SET error_count = p.error_count + s.errors,
+        last_error = coalesce(s.last_error, p.last_error),
+        last_processed_at = CASE WHEN s.ok > 0 THEN now() ELSE p.last_processed_at END,
+        updated_at = now()
+    FROM (SELECT x.processor_id,
+                 count(*) FILTER (WHERE x.status IN ('failed', 'retry')) AS errors,
+                 count(*) FILTER (WHERE x.status = 'success') AS ok,
+                 (array_agg(x.message ORDER BY x.position DESC)
+                     FILTER (WHERE x.status IN ('failed', 'retry')))[1] AS last_error
+          FROM jsonb_to_recordset(p_results) AS x(position bigint, processor_id text,
+               status text, message text)
+          WHERE x.position = ANY (v_held)
+          GROUP BY x.processor_id) s
+    WHERE p.processor_id = s.processor_id;
+
+    RETURN QUERY SELECT unnest(v_held);
+END $$;
+
+-- Where the event.stored publisher may read up to. Writers take an xid before
+-- drawing positions (event.ingest), so every transaction that drew a position
+-- <= the sequence value read by position_mark() was already running, or done,
+-- when the snapshot taken by the next statement was; once none of that
+-- snapshot's running transactions is still in progress, every position <= the
+-- mark is final (committed or never to appear).
+CREATE FUNCTION event.position_mark() RETURNS bigint
+LANGUAGE sql VOLATILE AS $$
+    SELECT coalesce(pg_sequence_last_value('event.events_position_seq'::regclass), 0)
+$$;
+
+CREATE FUNCTION event.snapshot_settled(p_snapshot text) RETURNS boolean
+LANGUAGE sql VOLATILE AS $$
+    SELECT NOT EXISTS (
+        SELECT 1 FROM pg_snapshot_xip(p_snapshot::pg_snapshot) x
+        WHERE pg_xact_status(x) = 'in progress')
+$$;
