@@ -15,6 +15,12 @@ const es_route_t es_routes[] = {
     {"POST", "/api/v1/events/query", es_h_event_query, "events.query"},
     {"GET", "/api/v1/events/statistics", es_h_statistics, "events.statistics"},
     {"GET", "/api/v1/events/stream/{stream_id}", es_h_stream_get, "streams.get"},
+    {"GET", "/api/v1/events/processors", es_h_processors_list, "processors.list"},
+    {"POST", "/api/v1/events/processors", es_h_processors_create, "processors.create"},
+    {"PUT", "/api/v1/events/processors/{processor_id}/toggle", es_h_processors_toggle,
+     "processors.toggle"},
+    {"POST", "/api/v1/events/retry", es_h_events_retry, "events.retry"},
+    {"POST", "/api/v1/events/{event_id}/retry", es_h_event_retry, "events.retry_one"},
     {"GET", "/api/v1/events/{event_id}", es_h_event_get, "events.get"},
 };
 const int es_routes_count = (int)(sizeof(es_routes) / sizeof(es_routes[0]));

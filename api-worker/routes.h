@@ -40,5 +40,10 @@ void es_h_event_get(h2o_req_t *req, const es_route_args_t *args);
 void es_h_event_query(h2o_req_t *req, const es_route_args_t *args);
 void es_h_statistics(h2o_req_t *req, const es_route_args_t *args);
 void es_h_stream_get(h2o_req_t *req, const es_route_args_t *args);
+void es_h_processors_list(h2o_req_t *req, const es_route_args_t *args);
+void es_h_processors_create(h2o_req_t *req, const es_route_args_t *args);
+void es_h_processors_toggle(h2o_req_t *req, const es_route_args_t *args);
+void es_h_event_retry(h2o_req_t *req, const es_route_args_t *args);
+void es_h_events_retry(h2o_req_t *req, const es_route_args_t *args);
 
 #endif

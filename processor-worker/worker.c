@@ -1,5 +1,6 @@
 #include "processor-worker/worker.h"
 
+#include "common/event_row.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "processor-worker/outbox.h"
@@ -113,6 +114,22 @@ PGresult *es_pworker_query(es_pworker_t *w, const char *what, const char *sql, i
     return r;
 }
 
+/* Milliseconds until the earliest queued event is due (a retry waiting out
+ * its backoff, or a lease running out); a large value when none is queued. */
+static int64_t next_due_ms(es_pworker_t *w)
+{
+    PGresult *r = es_pworker_query(
+        w, "next due",
+        "SELECT ceil(extract(epoch FROM min(run_at) - clock_timestamp()) * 1000)::bigint "
+        "FROM event.processing_queue",
+        0, NULL);
+    if (r == NULL)
+        return 1000;
+    int64_t ms = PQgetisnull(r, 0, 0) ? INT64_MAX / 2 : es_pg_int(r, 0, 0);
+    PQclear(r);
+    return ES_MAX(ms, 5);
+}
+
 int es_processor_worker_main(const es_config_t *cfg, int master_fd)
 {
     es_pworker_t w;
@@ -151,7 +168,7 @@ int es_processor_worker_main(const es_config_t *cfg, int master_fd)
         int n = es_batch_process(&w);
         if (n > 0)
             continue;
-        wait_for_work(&w, n < 0 ? ES_MIN(poll_ms, 1000) : poll_ms);
+        wait_for_work(&w, n < 0 ? ES_MIN(poll_ms, 1000) : ES_MIN(poll_ms, next_due_ms(&w)));
     }
 
     es_info("processor worker stopping");

@@ -72,7 +72,8 @@ CREATE TABLE event.outbox (
 
 -- Claims up to p_limit due events (oldest due first, then by position), pushes
 -- them one lease ahead and returns them in position order with the attempt
--- number and, for a retry, the processors that already succeeded (JSON array).
+-- number and the processors that already succeeded for the event (JSON array;
+-- non-empty after a retry or an admin retry of a partly processed event).
 -- A queue row whose event is gone comes back with a NULL event_id.
 CREATE FUNCTION event.claim_events(p_limit int, p_lease_seconds int, p_token text)
 RETURNS TABLE (queue_position bigint, attempts int, done_processors text,
@@ -99,11 +100,9 @@ LANGUAGE sql AS $$
         RETURNING q.position, q.event_id, q.attempts
     )
     SELECT u.position, u.attempts,
-           CASE WHEN u.attempts > 1 OR e.retry_count > 0 THEN
-               (SELECT to_json(array_agg(DISTINCT r.processor_name))::text
-                FROM event.processing_results r
-                WHERE r.event_id = u.event_id AND r.status = 'success')
-           END,
+           (SELECT to_json(array_agg(DISTINCT r.processor_name))::text
+            FROM event.processing_results r
+            WHERE r.event_id = u.event_id AND r.status = 'success'),
            e.event_id::text, e.event_type::text, e.event_source::text, e.event_category::text,
            e.user_id::text, e.session_id::text, e.organization_id::text, e.device_id::text,
            e.correlation_id::text, e.data::text, e.metadata::text, e.context::text,
