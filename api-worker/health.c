@@ -60,6 +60,10 @@ static void on_ping(void *ctx, const PGresult *res, const char *err)
 void es_h_ready(h2o_req_t *req, const es_route_args_t *args)
 {
     es_pgconn_t *c = es_pgpool_reader(es_api->pg);
+    if (!es_pgconn_ready(es_pgpool_writer(es_api->pg))) {
+        reply_ready(req, "unavailable: no database connection for writes");
+        return;
+    }
     if (c == NULL) {
         reply_ready(req, "unavailable: no database connection");
         return;

@@ -245,6 +245,17 @@ static void on_group_done(void *ctx, const PGresult *res, const char *err)
         last->next = in->solo;
         in->solo = g->reqs;
         g->reqs = NULL;
+    } else if (res != NULL && g->reqs->solo_tries < 3 &&
+               (strcmp(es_pg_sqlstate(res), "23505") == 0 ||
+                strcmp(es_pg_sqlstate(res), "40P01") == 0 ||
+                strcmp(es_pg_sqlstate(res), "40001") == 0)) {
+        /* Another transaction wrote the same event_id or stream version first
+         * (or a deadlock picked us): written again, the request now sees that
+         * row and gets its answer (the stored event, or a 409 verdict). */
+        g->reqs->solo_tries++;
+        g->reqs->next = in->solo;
+        in->solo = g->reqs;
+        g->reqs = NULL;
     } else {
         const char *detail = NULL;
         int status = error_status(res, &detail);

@@ -35,6 +35,7 @@ struct es_ingest_req {
     struct es_ingest_req *next;
     bool check;
     int req_index;
+    int solo_tries; /* times written alone after a conflict with a concurrent transaction */
 };
 
 /* A request of nevents events, each es_event_init-ed with now, waiting on req

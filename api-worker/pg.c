@@ -365,6 +365,14 @@ int es_pgconn_inflight(const es_pgconn_t *c)
     return c->inflight;
 }
 
+bool es_pgpool_all_ready(const es_pgpool_t *p)
+{
+    for (int i = 0; i < p->n; i++)
+        if (p->conns[i].state != PGC_READY)
+            return false;
+    return true;
+}
+
 bool es_pgpool_any_ready(const es_pgpool_t *p)
 {
     for (int i = 0; i < p->n; i++)

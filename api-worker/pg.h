@@ -44,6 +44,8 @@ es_pgconn_t *es_pgpool_reader(es_pgpool_t *pool);
 bool es_pgconn_ready(const es_pgconn_t *c);
 /* Operations queued or in flight on this connection. */
 int es_pgconn_inflight(const es_pgconn_t *c);
+/* True when every connection is ready. */
+bool es_pgpool_all_ready(const es_pgpool_t *pool);
 /* True when at least one connection is ready. */
 bool es_pgpool_any_ready(const es_pgpool_t *pool);
 /* Operations in flight on all connections. */

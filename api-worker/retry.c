@@ -13,16 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Requeues the failed events selected by the CTE "pick" (event_id, position). */
-#define REQUEUE_SQL(pick)                                                                          \
-    "WITH pick AS (" pick "), "                                                                    \
-    "upd AS (UPDATE event.events e SET status = 'pending', error_message = NULL, "                 \
-    "updated_at = now() FROM pick WHERE e.event_id = pick.event_id AND e.status = 'failed' "       \
-    "RETURNING e.*), "                                                                             \
-    "q AS (INSERT INTO event.processing_queue (position, event_id) "                               \
-    "SELECT upd.position, upd.event_id FROM upd ON CONFLICT (position) DO UPDATE "                 \
-    "SET run_at = now(), attempts = 0, claim = NULL RETURNING 1) "
-
 static void on_retried_one(h2o_req_t *req, const PGresult *res, void *user)
 {
     const char *id = user;
@@ -46,14 +36,8 @@ void es_h_event_retry(h2o_req_t *req, const es_route_args_t *args)
 {
     const char *params[1] = {args->v[0]};
     es_dbreq_read(req,
-                  REQUEUE_SQL("SELECT event_id FROM event.events WHERE event_id = $1")
-                  "SELECT c.status, e.event_id, e.event_type, e.event_source, e.event_category, "
-                  "e.user_id, e.session_id, e.organization_id, e.device_id, e.correlation_id, "
-                  "e.data, e.metadata, e.context, e.properties, e.status, e.processed_at, "
-                  "to_json(e.processors), e.error_message, e.retry_count, e.timestamp, "
-                  "e.created_at, e.updated_at, e.version, e.schema_version, e.stream_id, "
-                  "e.stream_version, e.position "
-                  "FROM event.events c LEFT JOIN upd e ON true WHERE c.event_id = $1",
+                  "SELECT c.status, " ES_EVENT_COLUMNS " FROM event.events c "
+                  "LEFT JOIN event.requeue_failed(ARRAY[$1]) e ON true WHERE c.event_id = $1",
                   1, params, on_retried_one, es_xstrdup(args->v[0]));
 }
 
@@ -90,9 +74,9 @@ void es_h_events_retry(h2o_req_t *req, const es_route_args_t *args)
         goto invalid;
     es_buf_t sql = ES_BUF_INIT;
     es_buf_printf(&sql,
-                  REQUEUE_SQL("SELECT e.event_id FROM event.events e WHERE e.status = 'failed'%s "
-                              "ORDER BY e.position LIMIT %lld")
-                  "SELECT count(*), json_agg(upd.event_id ORDER BY upd.position) FROM upd",
+                  "SELECT count(*), json_agg(r.event_id ORDER BY r.position) "
+                  "FROM event.requeue_failed(ARRAY(SELECT e.event_id FROM event.events e "
+                  "WHERE e.status = 'failed'%s ORDER BY e.position LIMIT %lld)) r",
                   f.where.data, (long long)limit);
     es_dbreq_read(req, sql.data, f.n, (const char *const *)f.params, on_retried_many, NULL);
     es_buf_free(&sql);

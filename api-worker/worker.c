@@ -88,6 +88,8 @@ static void begin_stop(void)
     es_api->stopping = true;
     es_info("stopping: finishing %d in-flight requests", es_api->inflight);
     if (es_api->listener != NULL) {
+        /* Take what the kernel already queued for us before letting go. */
+        on_accept(es_api->listener, NULL);
         h2o_socket_read_stop(es_api->listener);
         h2o_socket_close(es_api->listener); /* closes only this process's copy */
         es_api->listener = NULL;
@@ -139,8 +141,12 @@ int es_api_worker_main(const es_config_t *cfg, int listen_fd, int master_fd)
     api.nats = es_nats_open(cfg, "event_service api");
     api.ingest = es_ingest_create(api.pg, api.nats);
 
+    /* Connections are accepted once the database connections are up (or
+     * after a few seconds without them, to answer 503 rather than hang), so a
+     * fresh worker never turns requests away while it is still connecting. */
     api.listener = h2o_evloop_socket_create(api.loop, listen_fd, H2O_SOCKET_FLAG_DONT_READ);
-    h2o_socket_read_start(api.listener, on_accept);
+    int64_t started = es_time_mono_ms();
+    bool accepting = false;
     h2o_socket_t *master_sock =
         h2o_evloop_socket_create(api.loop, master_fd, H2O_SOCKET_FLAG_DONT_READ);
     h2o_socket_read_start(master_sock, on_master);
@@ -151,8 +157,18 @@ int es_api_worker_main(const es_config_t *cfg, int listen_fd, int master_fd)
     es_info("API worker serving");
     int64_t deadline = 0;
     for (;;) {
-        if (h2o_evloop_run(api.loop, 100) != 0 && errno != EINTR)
+        if (h2o_evloop_run(api.loop, accepting ? 100 : 10) != 0 && errno != EINTR)
             es_debug("event loop returned an error: %s", strerror(errno));
+        if (!accepting && !g_stop &&
+            (es_pgpool_all_ready(api.pg) || es_time_mono_ms() - started > 5000)) {
+            accepting = true;
+            h2o_socket_read_start(api.listener, on_accept);
+            char ready = 'R'; /* tells the master this worker serves now */
+            ssize_t n = write(master_fd, &ready, 1);
+            (void)n;
+            if (!es_pgpool_all_ready(api.pg))
+                es_warn("serving without a database connection (requests get 503)");
+        }
         if (g_stop && !api.stopping) {
             begin_stop();
             deadline = es_time_mono_ms() + (int64_t)cfg->service.shutdown_timeout_seconds * 1000;

@@ -26,6 +26,7 @@ struct es_nats {
     pthread_cond_t cv;
     bool need_stream; /* guarded by mu */
     bool closing;     /* guarded by mu */
+    bool closed;      /* guarded by mu: the closed callback ran, no callback follows */
 };
 
 static void wake_helper(es_nats_t *n)
@@ -50,6 +51,15 @@ static void on_disconnected(natsConnection *nc, void *closure)
     if (atomic_exchange(&n->connected, false))
         es_warn("NATS disconnected; reconnecting in the background");
     atomic_store(&n->stream_ready, false);
+}
+
+static void on_closed(natsConnection *nc, void *closure)
+{
+    es_nats_t *n = closure;
+    pthread_mutex_lock(&n->mu);
+    n->closed = true;
+    pthread_cond_broadcast(&n->cv);
+    pthread_mutex_unlock(&n->mu);
 }
 
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
@@ -140,6 +150,7 @@ es_nats_t *es_nats_open(const es_config_t *cfg, const char *name)
     natsOptions_SetRetryOnFailedConnect(n->opts, true, on_connected, n);
     natsOptions_SetReconnectedCB(n->opts, on_connected, n);
     natsOptions_SetDisconnectedCB(n->opts, on_disconnected, n);
+    natsOptions_SetClosedCB(n->opts, on_closed, n);
 
     natsStatus s = natsConnection_Connect(&n->nc, n->opts);
     if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
@@ -236,8 +247,19 @@ void es_nats_close(es_nats_t *n, int timeout_ms)
     pthread_mutex_unlock(&n->mu);
     if (n->helper_started)
         pthread_join(n->helper, NULL);
-    if (n->nc != NULL)
+    if (n->nc != NULL) {
+        /* Callbacks run on a library thread; n may go only after the last
+         * one (closed) has run. */
         natsConnection_Close(n->nc);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 5;
+        pthread_mutex_lock(&n->mu);
+        while (!n->closed)
+            if (pthread_cond_timedwait(&n->cv, &n->mu, &until) != 0)
+                break;
+        pthread_mutex_unlock(&n->mu);
+    }
     if (n->js != NULL)
         jsCtx_Destroy(n->js);
     if (n->nc != NULL)

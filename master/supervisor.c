@@ -64,6 +64,7 @@ typedef struct {
     int64_t respawn_at_ms;
     int failures;       /* consecutive short-lived runs: drives the backoff */
     bool retiring;      /* old generation or stopping: never respawned */
+    bool ready;         /* serving (an API worker said so), so its predecessor may go */
     bool heartbeat_killed;
 } proc_t;
 
@@ -76,6 +77,10 @@ static int nlisten;
 static int self_pipe[2] = {-1, -1};
 static volatile sig_atomic_t sig_term, sig_hup, sig_chld;
 static uint64_t restarts_total[ROLE_COUNT];
+/* After a reload: the old generation is retired once every new API worker
+ * serves (or at the deadline), so no request meets a worker still connecting. */
+static bool retire_pending;
+static int64_t retire_deadline_ms;
 
 static void on_signal(int sig)
 {
@@ -164,6 +169,7 @@ static void spawn(proc_t *p)
     p->fd = sv[0];
     p->started_ms = p->last_beat_ms = es_time_mono_ms();
     p->heartbeat_killed = false;
+    p->ready = p->role != ROLE_API; /* only API workers announce readiness */
     es_info("started %s worker %d (pid %d, generation %d)", roles[p->role].name, p->slot,
             (int)pid, p->generation);
 }
@@ -285,19 +291,34 @@ static void reload(void)
     free(cfg);
     cfg = next;
     es_log_setup(cfg->logging.level, cfg->logging.json, "master");
-    int old = nprocs;
+    for (int i = 0; i < nprocs; i++)
+        procs[i].retiring = true; /* not respawned from now on */
     add_generation();
-    /* Retire the old generation only once the new one is forked: the
-     * listening sockets never lack a process accepting on them. */
-    for (int i = 0; i < old; i++) {
-        procs[i].retiring = true;
+    retire_pending = true;
+    retire_deadline_ms = es_time_mono_ms() + 15000;
+    es_info("reload: generation %d starting; the previous one stops once it serves",
+            generation);
+}
+
+/* Stops the previous generation once the current one serves. */
+static void retire_old(int64_t now)
+{
+    bool all_ready = true;
+    for (int i = 0; i < nprocs; i++)
+        if (procs[i].generation == generation && procs[i].pid > 0 && !procs[i].ready)
+            all_ready = false;
+    if (!all_ready && now < retire_deadline_ms)
+        return;
+    retire_pending = false;
+    for (int i = nprocs - 1; i >= 0; i--) {
+        if (procs[i].generation == generation)
+            continue;
         if (procs[i].pid > 0)
             kill(procs[i].pid, SIGTERM);
-    }
-    for (int i = old - 1; i >= 0; i--)
-        if (procs[i].pid == 0)
+        else
             remove_proc(i);
-    es_info("reload done: generation %d running", generation);
+    }
+    es_info("reload done: generation %d serving", generation);
 }
 
 int es_master_run(es_config_t *config)
@@ -347,9 +368,13 @@ int es_master_run(es_config_t *config)
                     continue;
                 char buf[256];
                 ssize_t got = read(pfds[k].fd, buf, sizeof(buf));
-                for (int i = 0; i < nprocs; i++)
-                    if (procs[i].pid == owner[k] && got > 0)
-                        procs[i].last_beat_ms = now;
+                for (int i = 0; i < nprocs; i++) {
+                    if (procs[i].pid != owner[k] || got <= 0)
+                        continue;
+                    procs[i].last_beat_ms = now;
+                    if (memchr(buf, 'R', (size_t)got) != NULL)
+                        procs[i].ready = true;
+                }
             }
             char drain[64];
             while (read(self_pipe[0], drain, sizeof(drain)) > 0) {
@@ -360,6 +385,10 @@ int es_master_run(es_config_t *config)
             stopping = true;
             stop_deadline = now + (int64_t)cfg->service.shutdown_timeout_seconds * 1000 + 2000;
             es_info("stopping: asking %d workers to finish their work", nprocs);
+            /* New connections are refused from now on; the workers take what
+             * the kernel already queued before they let go of their copies. */
+            es_listen_close(listen_fds, nlisten);
+            nlisten = 0;
             for (int i = 0; i < nprocs; i++)
                 if (procs[i].pid > 0)
                     kill(procs[i].pid, SIGTERM);
@@ -390,6 +419,8 @@ int es_master_run(es_config_t *config)
             }
             continue;
         }
+        if (retire_pending)
+            retire_old(now);
         int64_t beat_timeout = (int64_t)cfg->service.heartbeat_timeout_seconds * 1000;
         for (int i = 0; i < nprocs; i++) {
             proc_t *p = &procs[i];

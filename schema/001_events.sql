@@ -27,7 +27,10 @@
 --    to process), filled by a statement trigger in the same transaction that
 --    stores the events, so no write path can forget it.
 --  * Statistics come from event_counters (per day, source, category, type and
---    status), kept by statement triggers, so /statistics never scans events.
+--    status), so /statistics never scans events. Inserts and deletes keep them
+--    by statement triggers; a status change is counted by the statement that
+--    makes it (event.complete_events, the admin retry), which knows the old
+--    and new status without a transition table of whole rows.
 --    Each connection writes its own shard (its backend pid): concurrent
 --    writers never wait on each other's counter rows.
 
@@ -136,27 +139,6 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION event.events_counted_update() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO event.event_counters AS c
-        (shard, day, event_source, event_category, event_type, status, n)
-    SELECT pg_backend_pid(), d.day, d.event_source, d.event_category, d.event_type, d.status,
-           sum(d.delta)
-    FROM (SELECT (o.timestamp AT TIME ZONE 'UTC')::date AS day, o.event_source,
-                 o.event_category, o.event_type, o.status, -1 AS delta
-          FROM old_rows o
-          UNION ALL
-          SELECT (n.timestamp AT TIME ZONE 'UTC')::date, n.event_source, n.event_category,
-                 n.event_type, n.status, 1
-          FROM new_rows n) d
-    GROUP BY 1, 2, 3, 4, 5, 6
-    HAVING sum(d.delta) <> 0
-    ON CONFLICT (shard, day, event_source, event_category, event_type, status)
-    DO UPDATE SET n = c.n + excluded.n;
-    RETURN NULL;
-END $$;
-
 CREATE FUNCTION event.events_counted_delete() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -174,9 +156,6 @@ END $$;
 CREATE TRIGGER events_counted_insert AFTER INSERT ON event.events
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION event.events_counted_insert();
-CREATE TRIGGER events_counted_update AFTER UPDATE ON event.events
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION event.events_counted_update();
 CREATE TRIGGER events_counted_delete AFTER DELETE ON event.events
     REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION event.events_counted_delete();

@@ -96,7 +96,7 @@ LANGUAGE sql AS $$
         SET run_at = now() + make_interval(secs => p_lease_seconds),
             attempts = q.attempts + 1,
             claim = p_token
-        FROM c WHERE q.position = c.position
+        WHERE q.position = ANY (ARRAY(SELECT c.position FROM c)) -- index probes, never a scan
         RETURNING q.position, q.event_id, q.attempts
     )
     SELECT u.position, u.attempts,
@@ -197,6 +197,7 @@ BEGIN
         FROM o WHERE q.position = o.position AND o.outcome = 'retry'
         RETURNING 1
     ), updated AS (
+        -- Events being processed are pending; a retry keeps them pending.
         UPDATE event.events e
         SET status = CASE o.outcome WHEN 'retry' THEN 'pending' ELSE o.outcome END,
             processed_at = CASE WHEN o.outcome = 'processed' THEN now() ELSE e.processed_at END,
@@ -205,11 +206,26 @@ BEGIN
             retry_count = coalesce(o.retry_count, e.retry_count),
             updated_at = now()
         FROM o
-        WHERE e.event_id = o.event_id AND o.outcome <> 'gone'
+        WHERE e.event_id = o.event_id AND o.outcome <> 'gone' AND e.status = 'pending'
+        RETURNING e.timestamp, e.event_source, e.event_category, e.event_type, e.status
+    ), counted AS (
+        -- Status counters (see event.event_counters): pending -> final status.
+        INSERT INTO event.event_counters AS c
+            (shard, day, event_source, event_category, event_type, status, n)
+        SELECT pg_backend_pid(), d.day, d.event_source, d.event_category, d.event_type, d.status,
+               sum(d.delta)
+        FROM (SELECT (u.timestamp AT TIME ZONE 'UTC')::date AS day, u.event_source,
+                     u.event_category, u.event_type, x.status, x.delta
+              FROM updated u
+              CROSS JOIN LATERAL (VALUES ('pending', -1), (u.status, 1)) x(status, delta)
+              WHERE u.status <> 'pending') d
+        GROUP BY 2, 3, 4, 5, 6
+        ON CONFLICT (shard, day, event_source, event_category, event_type, status)
+        DO UPDATE SET n = c.n + excluded.n
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM finished) + (SELECT count(*) FROM rescheduled)
-           + (SELECT count(*) FROM updated)
+           + (SELECT count(*) FROM updated) + (SELECT count(*) FROM counted)
     INTO v_count;
 
     INSERT INTO event.processing_results (event_id, processor_name, status, message, duration_ms)
@@ -269,3 +285,34 @@ LANGUAGE sql VOLATILE AS $$
         SELECT 1 FROM pg_snapshot_xip(p_snapshot::pg_snapshot) x
         WHERE pg_xact_status(x) = 'in progress')
 $$;
+
+-- Puts failed events back to pending and into the processing queue (the admin
+-- retry); returns them as they are now. Counts the status change.
+CREATE FUNCTION event.requeue_failed(p_event_ids text[]) RETURNS SETOF event.events
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY
+    WITH upd AS (
+        UPDATE event.events e
+        SET status = 'pending', error_message = NULL, updated_at = now()
+        WHERE e.event_id = ANY (p_event_ids) AND e.status = 'failed'
+        RETURNING e.*
+    ), queued AS (
+        INSERT INTO event.processing_queue (position, event_id)
+        SELECT u.position, u.event_id FROM upd u
+        ON CONFLICT (position) DO UPDATE SET run_at = now(), attempts = 0, claim = NULL
+        RETURNING 1
+    ), counted AS (
+        INSERT INTO event.event_counters AS c
+            (shard, day, event_source, event_category, event_type, status, n)
+        SELECT pg_backend_pid(), (u.timestamp AT TIME ZONE 'UTC')::date, u.event_source,
+               u.event_category, u.event_type, x.status, sum(x.delta)
+        FROM upd u CROSS JOIN LATERAL (VALUES ('failed', -1), ('pending', 1)) x(status, delta)
+        GROUP BY 2, 3, 4, 5, 6
+        ON CONFLICT (shard, day, event_source, event_category, event_type, status)
+        DO UPDATE SET n = c.n + excluded.n
+        RETURNING 1
+    )
+    SELECT u.* FROM upd u
+    WHERE (SELECT count(*) FROM queued) >= 0 AND (SELECT count(*) FROM counted) >= 0;
+END $$;

@@ -1,0 +1,236 @@
+/*
+ * harness_data.c - how the end-to-end tests look at the service's effects:
+ * SQL on the test's database and the JetStream stream the service publishes
+ * on. Contracts in harness.h.
+ */
+#include "harness.h"
+
+#include <nats/nats.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STREAM_NAME "event-stream"
+
+/* ---- SQL ------------------------------------------------------------------ */
+
+static PGresult *sql_v(h_env_t *e, const char *sql, va_list ap)
+{
+    const char *params[32];
+    int n = 0;
+    for (const char *p; n < 32 && (p = va_arg(ap, const char *)) != NULL;)
+        params[n++] = p;
+    if (e->db == NULL) {
+        char conninfo[400];
+        snprintf(conninfo, sizeof(conninfo), "%s?options=-c%%20client_min_messages%%3Dwarning",
+                 e->dburl);
+        e->db = PQconnectdb(conninfo);
+    } else if (PQstatus(e->db) != CONNECTION_OK)
+        PQreset(e->db);
+    cr_assert(PQstatus(e->db) == CONNECTION_OK, "cannot connect to %s: %s", e->dburl,
+              PQerrorMessage(e->db));
+    PGresult *r = PQexecParams(e->db, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(r));
+        PQclear(r);
+        /* A restarted server drops the connection: one retry on a new one. */
+        if (PQstatus(e->db) != CONNECTION_OK) {
+            PQreset(e->db);
+            r = PQexecParams(e->db, sql, n, NULL, params, NULL, NULL, 0);
+            st = PQresultStatus(r);
+            if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+                return r;
+            PQclear(r);
+        }
+        cr_assert_fail("SQL failed: %s\n  %s", sql, msg);
+    }
+    return r;
+}
+
+PGresult *h_sql_(h_env_t *e, const char *sql, ...)
+{
+    va_list ap;
+    va_start(ap, sql);
+    PGresult *r = sql_v(e, sql, ap);
+    va_end(ap);
+    return r;
+}
+
+int64_t h_sql_int_(h_env_t *e, const char *sql, ...)
+{
+    va_list ap;
+    va_start(ap, sql);
+    PGresult *r = sql_v(e, sql, ap);
+    va_end(ap);
+    cr_assert(PQntuples(r) > 0 && !PQgetisnull(r, 0, 0), "no value from: %s", sql);
+    int64_t v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return v;
+}
+
+int64_t h_count_events(h_env_t *e, char *const *ids, int n)
+{
+    size_t cap = 16 + (size_t)n * 300;
+    char *arr = malloc(cap);
+    size_t len = (size_t)snprintf(arr, cap, "{");
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(arr + len, cap - len, "%s\"%s\"", i ? "," : "", ids[i]);
+    snprintf(arr + len, cap - len, "}");
+    int64_t count =
+        h_sql_int(e, "SELECT count(*) FROM event.events WHERE event_id = ANY($1::text[])", arr);
+    free(arr);
+    return count;
+}
+
+/* ---- NATS JetStream ------------------------------------------------------- */
+
+typedef struct {
+    natsOptions *opts;
+    natsConnection *nc;
+    jsCtx *js;
+} js_conn_t;
+
+static void js_close(js_conn_t *c)
+{
+    if (c->js)
+        jsCtx_Destroy(c->js);
+    if (c->nc)
+        natsConnection_Destroy(c->nc);
+    if (c->opts)
+        natsOptions_Destroy(c->opts);
+    memset(c, 0, sizeof(*c));
+}
+
+static bool js_open(h_env_t *e, js_conn_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    char url[64];
+    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", e->nats.port);
+    if (natsOptions_Create(&c->opts) != NATS_OK || natsOptions_SetURL(c->opts, url) != NATS_OK ||
+        natsOptions_SetTimeout(c->opts, 2000) != NATS_OK ||
+        natsOptions_SetAllowReconnect(c->opts, false) != NATS_OK ||
+        natsConnection_Connect(&c->nc, c->opts) != NATS_OK ||
+        natsConnection_JetStream(&c->js, c->nc, NULL) != NATS_OK) {
+        js_close(c);
+        return false;
+    }
+    return true;
+}
+
+bool h_js_stream_exists(h_env_t *e)
+{
+    js_conn_t c;
+    if (!js_open(e, &c))
+        return false;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    bool ok = js_GetStreamInfo(&si, c.js, STREAM_NAME, NULL, &jerr) == NATS_OK;
+    if (si)
+        jsStreamInfo_Destroy(si);
+    js_close(&c);
+    return ok;
+}
+
+static void msg_copy(natsMsg *m, h_msg_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->subject = strdup(natsMsg_GetSubject(m));
+    out->len = natsMsg_GetDataLength(m);
+    out->data = malloc((size_t)out->len + 1);
+    memcpy(out->data, natsMsg_GetData(m), (size_t)out->len);
+    out->data[out->len] = '\0';
+    const char *id = NULL;
+    if (natsMsgHeader_Get(m, "Nats-Msg-Id", &id) == NATS_OK && id)
+        out->msg_id = strdup(id);
+    jsMsgMetaData *md = NULL;
+    if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
+        out->seq = md->Sequence.Stream;
+        jsMsgMetaData_Destroy(md);
+    }
+}
+
+void h_msg_clear(h_msg_t *m)
+{
+    free(m->subject);
+    free(m->data);
+    free(m->msg_id);
+    memset(m, 0, sizeof(*m));
+}
+
+void h_msgs_free(h_msg_t *msgs, int n)
+{
+    for (int i = 0; i < n; i++)
+        h_msg_clear(&msgs[i]);
+    free(msgs);
+}
+
+int h_js_snapshot(h_env_t *e, h_msg_t **out)
+{
+    *out = NULL;
+    js_conn_t c;
+    if (!js_open(e, &c))
+        return -1;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    if (js_GetStreamInfo(&si, c.js, STREAM_NAME, NULL, &jerr) != NATS_OK) {
+        js_close(&c);
+        return -1;
+    }
+    uint64_t want = si->State.Msgs, last = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
+    h_msg_t *msgs = calloc(want + 1, sizeof(h_msg_t));
+    int got = 0;
+    natsSubscription *sub = NULL;
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = STREAM_NAME;
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverAll;
+    if (want > 0 && js_SubscribeSync(&sub, c.js, "event.>", NULL, &so, &jerr) == NATS_OK) {
+        int64_t deadline = h_now_ms() + 15000;
+        while ((uint64_t)got < want && h_now_ms() < deadline) {
+            natsMsg *m = NULL;
+            if (natsSubscription_NextMsg(&m, sub, 1000) != NATS_OK)
+                continue;
+            msg_copy(m, &msgs[got]);
+            natsMsg_Destroy(m);
+            if (msgs[got++].seq >= last)
+                break;
+        }
+        natsSubscription_Destroy(sub);
+    } else if (want > 0) {
+        got = -1;
+    }
+    js_close(&c);
+    if (got < 0) {
+        free(msgs);
+        return -1;
+    }
+    *out = msgs;
+    return got;
+}
+
+bool h_js_wait_msg(h_env_t *e, const char *msg_id, int timeout_ms, h_msg_t *out)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+    do {
+        h_msg_t *msgs = NULL;
+        int n = h_js_snapshot(e, &msgs);
+        for (int i = 0; i < n; i++) {
+            if (msgs[i].msg_id && strcmp(msgs[i].msg_id, msg_id) == 0) {
+                if (out) {
+                    *out = msgs[i];
+                    memset(&msgs[i], 0, sizeof(msgs[i]));
+                }
+                h_msgs_free(msgs, n);
+                return true;
+            }
+        }
+        h_msgs_free(msgs, n > 0 ? n : 0);
+        h_pause_ms(25);
+    } while (h_now_ms() < deadline);
+    return false;
+}
