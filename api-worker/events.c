@@ -6,8 +6,10 @@
 #include "api-worker/worker.h"
 #include "common/buf.h"
 #include "common/event_row.h"
+#include "common/ids.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* W3C trace context: "00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>". */
@@ -49,15 +51,39 @@ static void apply_traceparent(h2o_req_t *req, es_event_t *ev)
     }
 }
 
-static void on_created(es_ingest_req_t *r, int status, const char *detail, const PGresult *res,
-                       const int *rows)
+/* Idempotency-Key: an event without its own event_id gets one derived from
+ * the key (and its index in a batch), and counts as client-identified: a
+ * repeat with the same content answers the stored event, other content 409.
+ * Returns false (after answering 422) when the header is unusable. */
+static bool apply_idempotency_key(h2o_req_t *req, es_event_t *ev, int index, const json_t *content)
+{
+    size_t len;
+    const char *key = es_http_header(req, "idempotency-key", &len);
+    if (key == NULL || ev->client_id)
+        return true;
+    bool ok = len > 0 && len <= ES_FIELD_MAX;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = (unsigned char)key[i] >= 0x20 && key[i] != 0x7f;
+    if (!ok) {
+        es_http_error(req, 422, "Idempotency-Key: must be 1 to 255 printable characters");
+        return false;
+    }
+    char *name = es_xasprintf("event_service/idempotency-key/%.*s/%d", (int)len, key, index);
+    es_uuid_from_name(name, strlen(name), ev->event_id);
+    free(name);
+    ev->client_id = true;
+    es_event_hash_content(ev, content);
+    return true;
+}
+
+static void on_created(es_ingest_req_t *r, int status, const char *detail)
 {
     if (status != 200 && status != 201) {
         es_async_error(&r->async, status, detail);
         return;
     }
     es_buf_t b = ES_BUF_INIT;
-    es_event_row_render(&b, res, rows[0], 3);
+    es_ingest_render_event(r, 0, &b);
     es_async_json(&r->async, status, b.data, b.len);
     es_buf_free(&b);
 }
@@ -75,14 +101,18 @@ void es_h_event_create(h2o_req_t *req, const es_route_args_t *args)
         es_http_invalid(req, &err);
         return;
     }
+    if (!apply_idempotency_key(req, &r->events[0], 0, body)) {
+        es_ingest_req_free(r);
+        json_decref(body);
+        return;
+    }
     apply_traceparent(req, &r->events[0]);
     json_decref(body);
     r->done = on_created;
     es_ingest_submit(es_api->ingest, r);
 }
 
-static void on_batch_created(es_ingest_req_t *r, int status, const char *detail,
-                             const PGresult *res, const int *rows)
+static void on_batch_created(es_ingest_req_t *r, int status, const char *detail)
 {
     if (status != 200 && status != 201) {
         es_async_error(&r->async, status, detail);
@@ -93,7 +123,7 @@ static void on_batch_created(es_ingest_req_t *r, int status, const char *detail,
     for (int i = 0; i < r->nevents; i++) {
         if (i > 0)
             es_buf_putc(&b, ',');
-        es_event_row_render(&b, res, rows[i], 3);
+        es_ingest_render_event(r, i, &b);
     }
     es_buf_printf(&b, "],\"count\":%d}", r->nevents);
     es_async_json(&r->async, status, b.data, b.len);
@@ -130,6 +160,11 @@ void es_h_event_batch(h2o_req_t *req, const es_route_args_t *args)
             ES_OK) {
             es_ingest_req_free(r);
             goto invalid;
+        }
+        if (!apply_idempotency_key(req, &r->events[i], i, json_array_get(list, (size_t)i))) {
+            es_ingest_req_free(r);
+            json_decref(body);
+            return;
         }
         apply_traceparent(req, &r->events[i]);
     }

@@ -11,12 +11,14 @@
 #define GROUP_MAX_EVENTS 2000
 
 #define INGEST_SQL "SELECT * FROM event.ingest($1::jsonb)"
+#define INGEST_PLAIN_SQL "SELECT * FROM event.ingest_plain($1::jsonb)"
 
 /* One event.ingest() call in flight: the requests it carries. */
 typedef struct {
     es_ingest_t *in;
     es_ingest_req_t *reqs; /* linked by next, in req_index order */
     int nreqs;
+    bool plain; /* no request needs checks: event.ingest_plain() */
 } group_t;
 
 struct es_ingest {
@@ -66,8 +68,18 @@ static void finish(es_ingest_t *in, es_ingest_req_t *r, int status, const char *
                    const PGresult *res, const int *rows)
 {
     (void)in;
-    r->done(r, status, detail, res, rows);
+    r->out_res = res;
+    r->out_rows = rows;
+    r->done(r, status, detail);
     es_ingest_req_free(r);
+}
+
+void es_ingest_render_event(const es_ingest_req_t *r, int i, es_buf_t *b)
+{
+    if (r->out_res != NULL)
+        es_event_row_render(b, r->out_res, r->out_rows[i], 3);
+    else
+        es_event_render_new(b, &r->events[i], r->out_positions[i]);
 }
 
 void es_ingest_destroy(es_ingest_t *in)
@@ -138,13 +150,63 @@ static int error_status(const PGresult *res, const char **detail)
 typedef struct {
     const PGresult *res;
     int row;
+    int col; /* of the event_id */
 } rowref_t;
 
 static int cmp_rowref(const void *a, const void *b)
 {
     const rowref_t *x = a, *y = b;
-    return strcmp(PQgetvalue(x->res, x->row, 3 + ES_COL_EVENT_ID),
-                  PQgetvalue(y->res, y->row, 3 + ES_COL_EVENT_ID));
+    return strcmp(PQgetvalue(x->res, x->row, x->col), PQgetvalue(y->res, y->row, y->col));
+}
+
+/* Row of refs (sorted, n) whose event_id is id, or -1. */
+static int find_row(const rowref_t *refs, int n, const char *id)
+{
+    int lo = 0, hi = n - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        int c = strcmp(id, PQgetvalue(refs[mid].res, refs[mid].row, refs[mid].col));
+        if (c == 0)
+            return refs[mid].row;
+        if (c < 0)
+            hi = mid - 1;
+        else
+            lo = mid + 1;
+    }
+    return -1;
+}
+
+/* Answers every request of a successful event.ingest_plain() result: rows
+ * (event_id, position), the rest rendered from what was sent. */
+static void deliver_plain(es_ingest_t *in, group_t *g, const PGresult *res)
+{
+    int nrows = PQntuples(res);
+    rowref_t *refs = es_xcalloc((size_t)ES_MAX(nrows, 1), sizeof(rowref_t));
+    for (int i = 0; i < nrows; i++)
+        refs[i] = (rowref_t){res, i, 0};
+    qsort(refs, (size_t)nrows, sizeof(rowref_t), cmp_rowref);
+    es_ingest_req_t *r = g->reqs;
+    g->reqs = NULL;
+    while (r != NULL) {
+        es_ingest_req_t *next = r->next;
+        int64_t *positions = es_xcalloc((size_t)ES_MAX(r->nevents, 1), sizeof(int64_t));
+        bool complete = true;
+        for (int e = 0; e < r->nevents; e++) {
+            int row = find_row(refs, nrows, r->events[e].event_id);
+            complete = complete && row >= 0;
+            positions[e] = row >= 0 ? es_pg_int(res, row, 1) : 0;
+        }
+        if (complete) {
+            r->out_positions = positions;
+            finish(in, r, 201, NULL, NULL, NULL);
+        } else {
+            es_error("event.ingest_plain() returned no row for an event");
+            finish(in, r, 500, "internal error", NULL, NULL);
+        }
+        free(positions);
+        r = next;
+    }
+    free(refs);
 }
 
 /* Answers every request of a successful event.ingest() result. */
@@ -171,7 +233,7 @@ static void deliver(es_ingest_t *in, group_t *g, const PGresult *res)
         int req = (int)es_pg_int(res, i, 0);
         if (req < 0 || req >= g->nreqs || PQgetisnull(res, i, 3))
             continue;
-        refs[req][fill[req]++] = (rowref_t){res, i};
+        refs[req][fill[req]++] = (rowref_t){res, i, 3 + ES_COL_EVENT_ID};
     }
 
     es_ingest_req_t *r = g->reqs;
@@ -188,23 +250,8 @@ static void deliver(es_ingest_t *in, group_t *g, const PGresult *res)
         int *rows = es_xcalloc((size_t)ES_MAX(r->nevents, 1), sizeof(int));
         bool complete = true;
         for (int e = 0; e < r->nevents; e++) {
-            int lo = 0, hi = count[idx] - 1, found = -1;
-            while (lo <= hi) {
-                int mid = (lo + hi) / 2;
-                int c = strcmp(r->events[e].event_id,
-                               PQgetvalue(res, refs[idx][mid].row, 3 + ES_COL_EVENT_ID));
-                if (c == 0) {
-                    found = refs[idx][mid].row;
-                    break;
-                }
-                if (c < 0)
-                    hi = mid - 1;
-                else
-                    lo = mid + 1;
-            }
-            rows[e] = found;
-            if (found < 0)
-                complete = false;
+            rows[e] = find_row(refs[idx], count[idx], r->events[e].event_id);
+            complete = complete && rows[e] >= 0;
         }
         if (!complete) {
             es_error("event.ingest() returned no row for an event of request %d", idx);
@@ -233,7 +280,10 @@ static void on_group_done(void *ctx, const PGresult *res, const char *err)
         /* Committed: wake the processor workers (and the event.stored
          * publisher) now rather than at their next poll. */
         (void)es_nats_publish(in->nats, ES_WAKE_SUBJECT, "", 0);
-        deliver(in, g, res);
+        if (g->plain)
+            deliver_plain(in, g, res);
+        else
+            deliver(in, g, res);
     } else if (g->nreqs > 1) {
         /* Something one request could not decide alone (a deadlock, a stream or
          * event_id created concurrently): retry each in its own transaction. */
@@ -275,10 +325,18 @@ static void send_group(es_ingest_t *in, es_ingest_req_t *reqs, int n)
     g->in = in;
     g->reqs = reqs;
     g->nreqs = n;
+    g->plain = true;
+    for (es_ingest_req_t *r = reqs; r != NULL; r = r->next)
+        g->plain = g->plain && !r->check;
     json_t *arr = json_array();
     int seq = 0, i = 0;
     for (es_ingest_req_t *r = reqs; r != NULL; r = r->next, i++) {
         r->req_index = i;
+        if (g->plain) { /* a flat array of events */
+            for (int e = 0; e < r->nevents; e++)
+                json_array_append_new(arr, es_event_to_ingest_json(&r->events[e], i, seq++));
+            continue;
+        }
         json_t *events = json_array();
         for (int e = 0; e < r->nevents; e++)
             json_array_append_new(events, es_event_to_ingest_json(&r->events[e], i, seq++));
@@ -293,7 +351,8 @@ static void send_group(es_ingest_t *in, es_ingest_req_t *reqs, int n)
     const char *params[1] = {payload};
     in->inflight_ops++;
     in->inflight_reqs += n;
-    if (es_pg_send(es_pgpool_writer(in->pg), INGEST_SQL, 1, params, on_group_done, g) != ES_OK) {
+    if (es_pg_send(es_pgpool_writer(in->pg), g->plain ? INGEST_PLAIN_SQL : INGEST_SQL, 1, params,
+                   on_group_done, g) != ES_OK) {
         in->inflight_ops--;
         in->inflight_reqs -= n;
         while (g->reqs != NULL) {

@@ -11,6 +11,7 @@
 
 #include "api-worker/http.h"
 #include "api-worker/pg.h"
+#include "common/buf.h"
 #include "common/event.h"
 #include "common/nats.h"
 
@@ -19,11 +20,9 @@ typedef struct es_ingest_req es_ingest_req_t;
 
 /* Outcome of one request, on the loop thread. status: 201 created, 200 all
  * events existed already (idempotent repeat), 409 conflict (detail says why),
- * 422 rejected value, 503 database unavailable, 500 internal error. On 200/201
- * rows[i] is the row of res (columns from 3, ES_EVENT_COLUMNS order) holding
- * the stored form of events[i]; res and rows are valid during the call only. */
-typedef void (*es_ingest_done_cb)(es_ingest_req_t *r, int status, const char *detail,
-                                  const PGresult *res, const int *rows);
+ * 422 rejected value, 503 database unavailable, 500 internal error. On 200 and
+ * 201, es_ingest_render_event() renders each stored event (during the call). */
+typedef void (*es_ingest_done_cb)(es_ingest_req_t *r, int status, const char *detail);
 
 struct es_ingest_req {
     es_async_t async; /* the HTTP request waiting for the answer */
@@ -36,11 +35,19 @@ struct es_ingest_req {
     bool check;
     int req_index;
     int solo_tries; /* times written alone after a conflict with a concurrent transaction */
+    /* valid while done() runs, on success: where each event's stored form is */
+    const PGresult *out_res; /* full rows (columns from 3), or NULL ... */
+    const int *out_rows;
+    const int64_t *out_positions; /* ... positions of events stored as sent */
 };
 
 /* A request of nevents events, each es_event_init-ed with now, waiting on req
  * (es_async_begin is done here). */
 es_ingest_req_t *es_ingest_req_new(h2o_req_t *req, int nevents);
+/* Appends the stored form of r->events[i] (EventResponse); from done() on
+ * status 200 or 201 only. */
+void es_ingest_render_event(const es_ingest_req_t *r, int i, es_buf_t *b);
+
 /* Frees r and its events (ends the wait if still open). */
 void es_ingest_req_free(es_ingest_req_t *r);
 

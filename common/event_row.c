@@ -2,6 +2,7 @@
 
 #include "common/timeutil.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef enum { R_STR, R_RAW, R_TIME, R_NUM, R_LIST } render_t;
@@ -96,4 +97,66 @@ void es_event_row_render(es_buf_t *b, const PGresult *res, int row, int col0)
         }
     }
     es_buf_putc(b, '}');
+}
+
+static void put_key(es_buf_t *b, const char *key)
+{
+    es_buf_printf(b, ",\"%s\":", key);
+}
+
+static void put_json(es_buf_t *b, const json_t *v)
+{
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    es_buf_puts(b, text);
+    free(text);
+}
+
+static void put_time(es_buf_t *b, int64_t us)
+{
+    char t[ES_TIME_BUFLEN];
+    size_t n = es_time_format(us, t);
+    es_buf_putc(b, '"');
+    es_buf_append(b, t, n);
+    es_buf_putc(b, '"');
+}
+
+void es_event_render_new(es_buf_t *b, const es_event_t *ev, int64_t position)
+{
+    es_buf_puts(b, "{\"event_id\":");
+    es_buf_json_cstr(b, ev->event_id);
+    put_key(b, "event_type");
+    es_buf_json_cstr(b, ev->event_type);
+    put_key(b, "event_source");
+    es_buf_json_cstr(b, es_source_names[ev->source]);
+    put_key(b, "event_category");
+    es_buf_json_cstr(b, es_category_names[ev->category]);
+    put_key(b, "user_id");
+    es_buf_json_cstr(b, ev->user_id);
+    put_key(b, "session_id");
+    es_buf_json_cstr(b, ev->session_id);
+    put_key(b, "organization_id");
+    es_buf_json_cstr(b, ev->organization_id);
+    put_key(b, "device_id");
+    es_buf_json_cstr(b, ev->device_id);
+    put_key(b, "correlation_id");
+    es_buf_json_cstr(b, ev->correlation_id);
+    put_key(b, "data");
+    put_json(b, ev->data);
+    put_key(b, "metadata");
+    put_json(b, ev->metadata);
+    put_key(b, "context");
+    put_json(b, ev->context);
+    put_key(b, "properties");
+    put_json(b, ev->properties);
+    es_buf_puts(b, ",\"status\":\"pending\",\"processed_at\":null,\"processors\":[],"
+                   "\"error_message\":null,\"retry_count\":0");
+    put_key(b, "timestamp");
+    put_time(b, ev->timestamp_us);
+    put_key(b, "created_at");
+    put_time(b, ev->created_at_us);
+    put_key(b, "updated_at");
+    put_time(b, ev->created_at_us);
+    es_buf_puts(b, ",\"version\":\"1.0.0\",\"schema_version\":\"1.0.0\","
+                   "\"stream_id\":null,\"stream_version\":null");
+    es_buf_printf(b, ",\"position\":%lld}", (long long)position);
 }

@@ -12,6 +12,10 @@
  * into out (ES_UUID_LEN + 1 bytes). */
 void es_uuid_v4(char *out);
 
+/* Writes a UUID (version 5 layout) derived from name with SHA-256: the same
+ * name always gives the same UUID. */
+void es_uuid_from_name(const char *name, size_t len, char *out);
+
 /* Fills buf with n random bytes (getrandom; aborts if the kernel cannot). */
 void es_random_bytes(void *buf, size_t n);
 

@@ -281,3 +281,29 @@ BEGIN
     FROM t;
     RETURN v_doc;
 END $$;
+
+-- The common case of event.ingest(): a group where no request has a client
+-- event_id or a stream append, so nothing can conflict. One set-based insert
+-- of the flat array of events (each with "req" and "seq", as for ingest());
+-- returns each stored event's id and position, and the caller renders the
+-- rest from what it sent. The InitPlan on pg_current_xact_id() runs before the
+-- first row draws its position (see event.position_mark in 003).
+CREATE FUNCTION event.ingest_plain(p_events jsonb)
+RETURNS TABLE (event_id text, "position" bigint)
+LANGUAGE sql AS $$
+    INSERT INTO event.events AS t
+        (event_id, event_type, event_source, event_category, user_id, session_id,
+         organization_id, device_id, correlation_id, data, metadata, context, properties,
+         timestamp, created_at, updated_at)
+    SELECT x.event_id, x.event_type, x.event_source, x.event_category, x.user_id, x.session_id,
+           x.organization_id, x.device_id, x.correlation_id, x.data, x.metadata, x.context,
+           x.properties, x.timestamp, x.created_at, x.created_at
+    FROM jsonb_to_recordset(p_events) AS x(
+             seq int, event_id text, event_type text, event_source text, event_category text,
+             user_id text, session_id text, organization_id text, device_id text,
+             correlation_id text, data jsonb, metadata jsonb, context jsonb, properties jsonb,
+             "timestamp" timestamptz, created_at timestamptz)
+    WHERE (SELECT pg_current_xact_id()) IS NOT NULL
+    ORDER BY x.seq
+    RETURNING t.event_id, t.position
+$$;
