@@ -10,15 +10,36 @@
 /* Upper bound of events written in one transaction. */
 #define GROUP_MAX_EVENTS 2000
 
-#define INGEST_SQL "SELECT * FROM event.ingest($1::jsonb)"
-#define INGEST_PLAIN_SQL "SELECT * FROM event.ingest_plain($1::jsonb)"
+static const es_pg_stmt_t ingest_stmt = {1, "SELECT * FROM event.ingest($1::jsonb)", 1};
+/* The common case of event.ingest(): a group where no request has a client
+ * event_id or a stream append, so nothing can conflict: one set-based insert
+ * of the flat array of events (each with "req" and "seq", as for ingest()),
+ * returning each event's id and position; the answers are rendered from what
+ * was sent. Prepared once per connection (a plpgsql or SQL function would be
+ * planned per call or per session). The InitPlan on pg_current_xact_id() runs
+ * before the first row draws its position (see event.position_mark, 003). */
+static const es_pg_stmt_t ingest_plain_stmt = {
+    2,
+    "INSERT INTO event.events AS t (event_id, event_type, event_source, event_category, user_id, "
+    "session_id, organization_id, device_id, correlation_id, data, metadata, context, properties, "
+    "timestamp, created_at, updated_at) "
+    "SELECT x.event_id, x.event_type, x.event_source, x.event_category, x.user_id, x.session_id, "
+    "x.organization_id, x.device_id, x.correlation_id, x.data, x.metadata, x.context, "
+    "x.properties, x.timestamp, x.created_at, x.created_at "
+    "FROM jsonb_to_recordset($1::jsonb) AS x(seq int, event_id text, event_type text, "
+    "event_source text, event_category text, user_id text, session_id text, organization_id "
+    "text, device_id text, correlation_id text, data jsonb, metadata jsonb, context jsonb, "
+    "properties jsonb, \"timestamp\" timestamptz, created_at timestamptz) "
+    "WHERE (SELECT pg_current_xact_id()) IS NOT NULL "
+    "ORDER BY x.seq RETURNING t.event_id, t.position",
+    1};
 
 /* One event.ingest() call in flight: the requests it carries. */
 typedef struct {
     es_ingest_t *in;
     es_ingest_req_t *reqs; /* linked by next, in req_index order */
     int nreqs;
-    bool plain; /* no request needs checks: event.ingest_plain() */
+    bool plain; /* no request needs checks: the set-based insert (ingest_plain_stmt) */
 } group_t;
 
 struct es_ingest {
@@ -74,7 +95,7 @@ static void finish(es_ingest_t *in, es_ingest_req_t *r, int status, const char *
     es_ingest_req_free(r);
 }
 
-void es_ingest_render_event(const es_ingest_req_t *r, int i, es_buf_t *b)
+void es_ingest_render_event(es_ingest_req_t *r, int i, es_buf_t *b)
 {
     if (r->out_res != NULL)
         es_event_row_render(b, r->out_res, r->out_rows[i], 3);
@@ -176,7 +197,7 @@ static int find_row(const rowref_t *refs, int n, const char *id)
     return -1;
 }
 
-/* Answers every request of a successful event.ingest_plain() result: rows
+/* Answers every request of a successful ingest_plain_stmt result: rows
  * (event_id, position), the rest rendered from what was sent. */
 static void deliver_plain(es_ingest_t *in, group_t *g, const PGresult *res)
 {
@@ -200,7 +221,7 @@ static void deliver_plain(es_ingest_t *in, group_t *g, const PGresult *res)
             r->out_positions = positions;
             finish(in, r, 201, NULL, NULL, NULL);
         } else {
-            es_error("event.ingest_plain() returned no row for an event");
+            es_error("the plain insert returned no row for an event");
             finish(in, r, 500, "internal error", NULL, NULL);
         }
         free(positions);
@@ -328,31 +349,37 @@ static void send_group(es_ingest_t *in, es_ingest_req_t *reqs, int n)
     g->plain = true;
     for (es_ingest_req_t *r = reqs; r != NULL; r = r->next)
         g->plain = g->plain && !r->check;
-    json_t *arr = json_array();
+    es_buf_t arr = ES_BUF_INIT;
+    es_buf_putc(&arr, '[');
     int seq = 0, i = 0;
     for (es_ingest_req_t *r = reqs; r != NULL; r = r->next, i++) {
         r->req_index = i;
+        if (i > 0)
+            es_buf_putc(&arr, ',');
         if (g->plain) { /* a flat array of events */
-            for (int e = 0; e < r->nevents; e++)
-                json_array_append_new(arr, es_event_to_ingest_json(&r->events[e], i, seq++));
+            for (int e = 0; e < r->nevents; e++) {
+                if (e > 0)
+                    es_buf_putc(&arr, ',');
+                es_event_append_ingest_json(&arr, &r->events[e], i, seq++);
+            }
             continue;
         }
-        json_t *events = json_array();
-        for (int e = 0; e < r->nevents; e++)
-            json_array_append_new(events, es_event_to_ingest_json(&r->events[e], i, seq++));
-        json_t *o = json_object();
-        json_object_set_new(o, "req", json_integer(i));
-        json_object_set_new(o, "check", json_boolean(r->check));
-        json_object_set_new(o, "events", events);
-        json_array_append_new(arr, o);
+        es_buf_printf(&arr, "{\"req\":%d,\"check\":%s,\"events\":[", i,
+                      r->check ? "true" : "false");
+        for (int e = 0; e < r->nevents; e++) {
+            if (e > 0)
+                es_buf_putc(&arr, ',');
+            es_event_append_ingest_json(&arr, &r->events[e], i, seq++);
+        }
+        es_buf_puts(&arr, "]}");
     }
-    char *payload = json_dumps(arr, JSON_COMPACT);
-    json_decref(arr);
+    es_buf_putc(&arr, ']');
+    char *payload = es_buf_take(&arr);
     const char *params[1] = {payload};
     in->inflight_ops++;
     in->inflight_reqs += n;
-    if (es_pg_send(es_pgpool_writer(in->pg), g->plain ? INGEST_PLAIN_SQL : INGEST_SQL, 1, params,
-                   on_group_done, g) != ES_OK) {
+    if (es_pg_send_prepared(es_pgpool_writer(in->pg), g->plain ? &ingest_plain_stmt : &ingest_stmt,
+                            params, on_group_done, g) != ES_OK) {
         in->inflight_ops--;
         in->inflight_reqs -= n;
         while (g->reqs != NULL) {

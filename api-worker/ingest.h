@@ -46,7 +46,7 @@ struct es_ingest_req {
 es_ingest_req_t *es_ingest_req_new(h2o_req_t *req, int nevents);
 /* Appends the stored form of r->events[i] (EventResponse); from done() on
  * status 200 or 201 only. */
-void es_ingest_render_event(const es_ingest_req_t *r, int i, es_buf_t *b);
+void es_ingest_render_event(es_ingest_req_t *r, int i, es_buf_t *b);
 
 /* Frees r and its events (ends the wait if still open). */
 void es_ingest_req_free(es_ingest_req_t *r);

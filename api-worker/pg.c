@@ -15,6 +15,7 @@ typedef struct es_pgop {
     void *ctx;
     PGresult *res;
     int64_t sent_ms;
+    int skip; /* results of a PQsendPrepare sent ahead of the query: not the answer */
 } es_pgop_t;
 
 struct es_pgconn {
@@ -32,6 +33,7 @@ struct es_pgconn {
     int64_t next_attempt_ms;
     int backoff_ms;
     h2o_timeout_entry_t retry_entry; /* 1 ms retries of flush / connect-poll */
+    uint64_t prepared; /* bit per es_pg_stmt_t id prepared on this session */
 };
 
 struct es_pgpool {
@@ -119,6 +121,7 @@ static void conn_fail(es_pgconn_t *c, const char *why)
         c->conn = NULL;
     }
     c->state = PGC_DOWN;
+    c->prepared = 0;
     c->need_flush = false;
     c->poll_writing = false;
     c->fail_pending = false;
@@ -172,10 +175,14 @@ static void drain_results(es_pgconn_t *c)
             complete_op(c);
             break;
         default:
-            if (c->head->res == NULL)
-                c->head->res = r;
-            else
+            if (c->head->skip > 0 && PQresultStatus(r) == PGRES_COMMAND_OK) {
+                c->head->skip--; /* the statement was prepared */
                 PQclear(r);
+            } else if (c->head->res == NULL) {
+                c->head->res = r;
+            } else {
+                PQclear(r);
+            }
             break;
         }
         if (c->state != PGC_READY)
@@ -389,6 +396,8 @@ int es_pgpool_inflight(const es_pgpool_t *p)
     return n;
 }
 
+static es_rc_t enqueue(es_pgconn_t *c, es_pg_cb cb, void *ctx, int skip);
+
 es_rc_t es_pg_send(es_pgconn_t *c, const char *sql, int nparams, const char *const *params,
                    es_pg_cb cb, void *ctx)
 {
@@ -400,7 +409,37 @@ es_rc_t es_pg_send(es_pgconn_t *c, const char *sql, int nparams, const char *con
         fail_later(c);
         return ES_AGAIN;
     }
+    return enqueue(c, cb, ctx, 0);
+}
+
+es_rc_t es_pg_send_prepared(es_pgconn_t *c, const es_pg_stmt_t *stmt, const char *const *params,
+                            es_pg_cb cb, void *ctx)
+{
+    if (c->state != PGC_READY || c->fail_pending || c->pool->destroying)
+        return ES_AGAIN;
+    char name[16];
+    snprintf(name, sizeof(name), "es%d", stmt->id);
+    int skip = 0;
+    if (!(c->prepared & (1ull << stmt->id))) {
+        if (!PQsendPrepare(c->conn, name, stmt->sql, stmt->nparams, NULL)) {
+            fail_later(c);
+            return ES_AGAIN;
+        }
+        c->prepared |= 1ull << stmt->id;
+        skip = 1;
+    }
+    if (!PQsendQueryPrepared(c->conn, name, stmt->nparams, params, NULL, NULL, 0) ||
+        !PQpipelineSync(c->conn)) {
+        fail_later(c);
+        return ES_AGAIN;
+    }
+    return enqueue(c, cb, ctx, skip);
+}
+
+static es_rc_t enqueue(es_pgconn_t *c, es_pg_cb cb, void *ctx, int skip)
+{
     es_pgop_t *op = es_xcalloc(1, sizeof(*op));
+    op->skip = skip;
     op->cb = cb;
     op->ctx = ctx;
     op->sent_ms = es_time_mono_ms();

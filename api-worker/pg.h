@@ -57,6 +57,19 @@ int es_pgpool_inflight(const es_pgpool_t *pool);
 es_rc_t es_pg_send(es_pgconn_t *c, const char *sql, int nparams, const char *const *params,
                    es_pg_cb cb, void *ctx) ES_MUST_CHECK;
 
+/* A statement prepared once per connection and then executed by name: no
+ * parsing or planning on the hot path. id is unique per statement, < 64. */
+typedef struct {
+    int id;
+    const char *sql;
+    int nparams;
+} es_pg_stmt_t;
+
+/* Like es_pg_send for a prepared statement (prepares it first on this
+ * connection when needed, in the same round trip). */
+es_rc_t es_pg_send_prepared(es_pgconn_t *c, const es_pg_stmt_t *stmt, const char *const *params,
+                            es_pg_cb cb, void *ctx) ES_MUST_CHECK;
+
 /* SQLSTATE of an error result ("" if none). */
 const char *es_pg_sqlstate(const PGresult *res);
 

@@ -69,6 +69,8 @@ void es_event_clear(es_event_t *ev)
     ES_FREE(&ev->device_id);
     ES_FREE(&ev->correlation_id);
     ES_FREE(&ev->stream_id);
+    for (int i = 0; i < 4; i++)
+        ES_FREE(&ev->text[i]);
     json_decref(ev->data);
     json_decref(ev->metadata);
     json_decref(ev->context);
@@ -325,42 +327,51 @@ void es_event_hash_content(es_event_t *ev, const json_t *content)
     free(canon);
 }
 
-static json_t *str_or_null(const char *s)
+void es_event_freeze(es_event_t *ev)
 {
-    return s ? json_string(s) : json_null();
+    json_t *objs[4] = {ev->data, ev->metadata, ev->context, ev->properties};
+    for (int i = 0; i < 4; i++)
+        if (ev->text[i] == NULL)
+            ev->text[i] = json_dumps(objs[i], JSON_COMPACT);
 }
 
-json_t *es_event_to_ingest_json(const es_event_t *ev, int req, int seq)
+static void put_field(es_buf_t *b, const char *key, const char *value)
 {
+    es_buf_printf(b, ",\"%s\":", key);
+    es_buf_json_cstr(b, value);
+}
+
+void es_event_append_ingest_json(es_buf_t *b, es_event_t *ev, int req, int seq)
+{
+    static const char *const obj_keys[4] = {"data", "metadata", "context", "properties"};
     char ts[ES_TIME_BUFLEN], created[ES_TIME_BUFLEN];
+    es_event_freeze(ev);
     es_time_format(ev->timestamp_us, ts);
     es_time_format(ev->created_at_us, created);
-    json_t *o = json_object();
-    json_object_set_new(o, "req", json_integer(req));
-    json_object_set_new(o, "seq", json_integer(seq));
-    json_object_set_new(o, "event_id", json_string(ev->event_id));
-    json_object_set_new(o, "event_type", json_string(ev->event_type));
-    json_object_set_new(o, "event_source", json_string(es_source_names[ev->source]));
-    json_object_set_new(o, "event_category", json_string(es_category_names[ev->category]));
-    json_object_set_new(o, "user_id", str_or_null(ev->user_id));
-    json_object_set_new(o, "session_id", str_or_null(ev->session_id));
-    json_object_set_new(o, "organization_id", str_or_null(ev->organization_id));
-    json_object_set_new(o, "device_id", str_or_null(ev->device_id));
-    json_object_set_new(o, "correlation_id", str_or_null(ev->correlation_id));
-    json_object_set(o, "data", ev->data);
-    json_object_set(o, "metadata", ev->metadata);
-    json_object_set(o, "context", ev->context);
-    json_object_set(o, "properties", ev->properties);
-    json_object_set_new(o, "timestamp", json_string(ts));
-    json_object_set_new(o, "created_at", json_string(created));
+    es_buf_printf(b, "{\"req\":%d,\"seq\":%d", req, seq);
+    put_field(b, "event_id", ev->event_id);
+    put_field(b, "event_type", ev->event_type);
+    put_field(b, "event_source", es_source_names[ev->source]);
+    put_field(b, "event_category", es_category_names[ev->category]);
+    put_field(b, "user_id", ev->user_id);
+    put_field(b, "session_id", ev->session_id);
+    put_field(b, "organization_id", ev->organization_id);
+    put_field(b, "device_id", ev->device_id);
+    put_field(b, "correlation_id", ev->correlation_id);
+    for (int i = 0; i < 4; i++) {
+        es_buf_printf(b, ",\"%s\":", obj_keys[i]);
+        es_buf_puts(b, ev->text[i]);
+    }
+    put_field(b, "timestamp", ts);
+    put_field(b, "created_at", created);
     if (ev->stream_id != NULL) {
-        json_object_set_new(o, "stream_id", json_string(ev->stream_id));
+        put_field(b, "stream_id", ev->stream_id);
         if (ev->expected_version >= 0)
-            json_object_set_new(o, "expected_version", json_integer(ev->expected_version));
+            es_buf_printf(b, ",\"expected_version\":%lld", (long long)ev->expected_version);
     }
     if (ev->request_hash[0] != '\0')
-        json_object_set_new(o, "request_hash", json_string(ev->request_hash));
-    return o;
+        put_field(b, "request_hash", ev->request_hash);
+    es_buf_putc(b, '}');
 }
 
 static bool too_deep(const json_t *v, int depth, int max_depth)

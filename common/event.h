@@ -6,6 +6,7 @@
 #ifndef ES_EVENT_H
 #define ES_EVENT_H
 
+#include "common/buf.h"
 #include "common/es.h"
 
 #include <jansson.h>
@@ -89,6 +90,9 @@ typedef struct {
     char *stream_id;          /* NULL = joins no stream */
     int64_t expected_version; /* -1 = no check */
     char request_hash[33];    /* hex fingerprint of the client's content; "" unless client_id */
+    /* JSON text of data, metadata, context, properties, made once by
+     * es_event_freeze and reused for the write and for the answer. */
+    char *text[4];
 } es_event_t;
 
 /* Defaults: new random event_id, source backend, category user_action, empty
@@ -110,8 +114,13 @@ es_rc_t es_event_from_json(es_event_t *ev, const json_t *in, const char *prefix,
 /* Sets request_hash from the canonical (sorted, compact) JSON of content. */
 void es_event_hash_content(es_event_t *ev, const json_t *content);
 
-/* The event as one element of event.ingest()'s input (new reference). */
-json_t *es_event_to_ingest_json(const es_event_t *ev, int req, int seq);
+/* Renders data, metadata, context and properties to text once (ev->text);
+ * call after the last change to those objects. Idempotent. */
+void es_event_freeze(es_event_t *ev);
+
+/* Appends the event as one element of event.ingest()'s input (a JSON
+ * object; see schema/002_ingest.sql). Freezes ev. */
+void es_event_append_ingest_json(es_buf_t *b, es_event_t *ev, int req, int seq);
 
 /* True when v nests deeper than max_depth containers. */
 bool es_json_too_deep(const json_t *v, int max_depth);

@@ -104,12 +104,6 @@ static void put_key(es_buf_t *b, const char *key)
     es_buf_printf(b, ",\"%s\":", key);
 }
 
-static void put_json(es_buf_t *b, const json_t *v)
-{
-    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    es_buf_puts(b, text);
-    free(text);
-}
 
 static void put_time(es_buf_t *b, int64_t us)
 {
@@ -120,8 +114,9 @@ static void put_time(es_buf_t *b, int64_t us)
     es_buf_putc(b, '"');
 }
 
-void es_event_render_new(es_buf_t *b, const es_event_t *ev, int64_t position)
+void es_event_render_new(es_buf_t *b, es_event_t *ev, int64_t position)
 {
+    es_event_freeze(ev);
     es_buf_puts(b, "{\"event_id\":");
     es_buf_json_cstr(b, ev->event_id);
     put_key(b, "event_type");
@@ -141,13 +136,13 @@ void es_event_render_new(es_buf_t *b, const es_event_t *ev, int64_t position)
     put_key(b, "correlation_id");
     es_buf_json_cstr(b, ev->correlation_id);
     put_key(b, "data");
-    put_json(b, ev->data);
+    es_buf_puts(b, ev->text[0]);
     put_key(b, "metadata");
-    put_json(b, ev->metadata);
+    es_buf_puts(b, ev->text[1]);
     put_key(b, "context");
-    put_json(b, ev->context);
+    es_buf_puts(b, ev->text[2]);
     put_key(b, "properties");
-    put_json(b, ev->properties);
+    es_buf_puts(b, ev->text[3]);
     es_buf_puts(b, ",\"status\":\"pending\",\"processed_at\":null,\"processors\":[],"
                    "\"error_message\":null,\"retry_count\":0");
     put_key(b, "timestamp");

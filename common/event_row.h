@@ -44,7 +44,7 @@ void es_event_row_render(es_buf_t *b, const PGresult *res, int row, int col0);
 /* Appends the EventResponse of an event this process just stored (status
  * pending, not in a stream), from the values it sent: the same fields as
  * es_event_row_render gives when the row is read back. */
-void es_event_render_new(es_buf_t *b, const es_event_t *ev, int64_t position);
+void es_event_render_new(es_buf_t *b, es_event_t *ev, int64_t position);
 
 /* Appends a PostgreSQL timestamptz text value as ISO 8601 UTC ("...Z"), or
  * null when the value is NULL. */

@@ -250,10 +250,9 @@ static bool reap(bool stopping)
     return fatal;
 }
 
-static bool same_listen(const es_config_t *a, const es_config_t *b)
+static bool same_address(const es_config_t *a, const es_config_t *b)
 {
-    return strcmp(a->service.bind, b->service.bind) == 0 && a->service.port == b->service.port &&
-           a->workers.api == b->workers.api;
+    return strcmp(a->service.bind, b->service.bind) == 0 && a->service.port == b->service.port;
 }
 
 static void reload(void)
@@ -273,18 +272,26 @@ static void reload(void)
         free(next);
         return;
     }
-    if (!same_listen(cfg, next)) {
+    if (!same_address(cfg, next) || next->workers.api > nlisten) {
+        /* Sockets of slots that survive on the same address are kept: a
+         * socket leaving the SO_REUSEPORT group resets the connections
+         * queued on it, so only what must change changes. */
+        bool keep = same_address(cfg, next);
+        int from = keep ? nlisten : 0;
         int fds[MAX_LISTENERS];
-        if (es_listen_open(next->service.bind, next->service.port, next->workers.api, fds, err,
-                           sizeof(err)) != ES_OK) {
+        if (es_listen_open(next->service.bind, next->service.port, next->workers.api - from,
+                           fds, err, sizeof(err)) != ES_OK) {
             es_error("reload failed, keeping the running configuration: %s", err);
             es_config_free(next);
             free(next);
             return;
         }
-        /* The old workers keep their own copies until they have drained. */
-        es_listen_close(listen_fds, nlisten);
-        memcpy(listen_fds, fds, sizeof(int) * (size_t)next->workers.api);
+        if (!keep) /* the old workers keep their own copies until they have drained */
+            es_listen_close(listen_fds, nlisten);
+        memcpy(listen_fds + from, fds, sizeof(int) * (size_t)(next->workers.api - from));
+        nlisten = next->workers.api;
+    } else if (next->workers.api < nlisten) {
+        es_listen_close(listen_fds + next->workers.api, nlisten - next->workers.api);
         nlisten = next->workers.api;
     }
     es_config_free(cfg);

@@ -160,9 +160,11 @@ CREATE TRIGGER events_counted_delete AFTER DELETE ON event.events
     REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION event.events_counted_delete();
 
--- Folds the counter rows of connections that are gone, and days older than the
--- statistics window, into shard 0 so the table stays small. Skips rows a live
--- writer holds; safe to run from any instance at any time.
+-- Folds counter rows into shard 0 so the table stays small: every row of a
+-- connection that is gone, every row of a day before today (writers touch
+-- those only for late events), and days older than the statistics window
+-- into one "-infinity" row per type. Skips rows a live writer holds; safe to
+-- run from any instance at any time.
 CREATE FUNCTION event.compact_counters() RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -175,7 +177,7 @@ BEGIN
     WITH victims AS (
         SELECT c.ctid FROM event.event_counters c
         WHERE (c.shard <> 0
-               AND (c.day < v_horizon
+               AND (c.day < (now() AT TIME ZONE 'UTC')::date
                     OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = c.shard)))
            OR (c.shard = 0 AND c.day > '-infinity' AND c.day < v_horizon)
         FOR UPDATE SKIP LOCKED

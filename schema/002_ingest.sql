@@ -238,26 +238,29 @@ DECLARE
     v_today date := (now() AT TIME ZONE 'UTC')::date;
     v_doc jsonb;
 BEGIN
+    -- One pass over the source rows: the totals and the three breakdowns are
+    -- grouping sets of the same aggregation.
     WITH c AS (
-        SELECT k.day, k.event_source, k.event_category, k.event_type, k.status, sum(k.n) AS n
+        SELECT k.day, k.event_source, k.event_category, k.event_type, k.status, k.n
         FROM event.event_counters k
         WHERE p_user_id IS NULL
-        GROUP BY 1, 2, 3, 4, 5
         UNION ALL
         SELECT (e.timestamp AT TIME ZONE 'UTC')::date, e.event_source, e.event_category,
-               e.event_type, e.status, count(*)
+               e.event_type, e.status, 1
         FROM event.events e
         WHERE p_user_id IS NOT NULL AND e.user_id = p_user_id
-        GROUP BY 1, 2, 3, 4, 5
-    ), t AS (
-        SELECT coalesce(sum(n), 0) AS total,
-               coalesce(sum(n) FILTER (WHERE status = 'pending'), 0) AS pending,
-               coalesce(sum(n) FILTER (WHERE status = 'processed'), 0) AS processed,
-               coalesce(sum(n) FILTER (WHERE status = 'failed'), 0) AS failed,
-               coalesce(sum(n) FILTER (WHERE day >= v_today), 0) AS today,
-               coalesce(sum(n) FILTER (WHERE day >= v_today - 7), 0) AS week,
-               coalesce(sum(n) FILTER (WHERE day >= v_today - 30), 0) AS month
+    ), g AS (
+        SELECT c.event_source, c.event_category, c.event_type,
+               GROUPING(c.event_source, c.event_category, c.event_type) AS gs,
+               coalesce(sum(c.n), 0) AS total,
+               coalesce(sum(c.n) FILTER (WHERE c.status = 'pending'), 0) AS pending,
+               coalesce(sum(c.n) FILTER (WHERE c.status = 'processed'), 0) AS processed,
+               coalesce(sum(c.n) FILTER (WHERE c.status = 'failed'), 0) AS failed,
+               coalesce(sum(c.n) FILTER (WHERE c.day >= v_today), 0) AS today,
+               coalesce(sum(c.n) FILTER (WHERE c.day >= v_today - 7), 0) AS week,
+               coalesce(sum(c.n) FILTER (WHERE c.day >= v_today - 30), 0) AS month
         FROM c
+        GROUP BY GROUPING SETS ((), (c.event_source), (c.event_category), (c.event_type))
     )
     SELECT jsonb_build_object(
         'total_events', t.total,
@@ -269,41 +272,16 @@ BEGIN
         'events_this_month', t.month,
         'processing_rate', CASE WHEN t.total > 0 THEN round(t.processed * 100.0 / t.total, 2) ELSE 0 END,
         'error_rate', CASE WHEN t.total > 0 THEN round(t.failed * 100.0 / t.total, 2) ELSE 0 END,
-        'events_by_source', (SELECT coalesce(jsonb_object_agg(s.k, s.n), '{}') FROM
-             (SELECT event_source AS k, sum(n) AS n FROM c GROUP BY 1 HAVING sum(n) <> 0) s),
-        'events_by_category', (SELECT coalesce(jsonb_object_agg(s.k, s.n), '{}') FROM
-             (SELECT event_category AS k, sum(n) AS n FROM c GROUP BY 1 HAVING sum(n) <> 0) s),
-        'top_event_types', (SELECT coalesce(jsonb_agg(jsonb_build_object('event_type', s.k, 'count', s.n)
-                                                      ORDER BY s.n DESC, s.k), '[]') FROM
-             (SELECT event_type AS k, sum(n) AS n FROM c GROUP BY 1 HAVING sum(n) <> 0
-              ORDER BY 2 DESC, 1 LIMIT 10) s))
+        'events_by_source', (SELECT coalesce(jsonb_object_agg(g.event_source, g.total), '{}')
+                             FROM g WHERE g.gs = 3 AND g.total <> 0),
+        'events_by_category', (SELECT coalesce(jsonb_object_agg(g.event_category, g.total), '{}')
+                               FROM g WHERE g.gs = 5 AND g.total <> 0),
+        'top_event_types', (SELECT coalesce(jsonb_agg(jsonb_build_object('event_type', x.event_type,
+                                                                         'count', x.total)
+                                                      ORDER BY x.total DESC, x.event_type), '[]')
+                            FROM (SELECT g.event_type, g.total FROM g WHERE g.gs = 6 AND g.total <> 0
+                                  ORDER BY g.total DESC, g.event_type LIMIT 10) x))
     INTO v_doc
-    FROM t;
+    FROM g t WHERE t.gs = 7;
     RETURN v_doc;
 END $$;
-
--- The common case of event.ingest(): a group where no request has a client
--- event_id or a stream append, so nothing can conflict. One set-based insert
--- of the flat array of events (each with "req" and "seq", as for ingest());
--- returns each stored event's id and position, and the caller renders the
--- rest from what it sent. The InitPlan on pg_current_xact_id() runs before the
--- first row draws its position (see event.position_mark in 003).
-CREATE FUNCTION event.ingest_plain(p_events jsonb)
-RETURNS TABLE (event_id text, "position" bigint)
-LANGUAGE sql AS $$
-    INSERT INTO event.events AS t
-        (event_id, event_type, event_source, event_category, user_id, session_id,
-         organization_id, device_id, correlation_id, data, metadata, context, properties,
-         timestamp, created_at, updated_at)
-    SELECT x.event_id, x.event_type, x.event_source, x.event_category, x.user_id, x.session_id,
-           x.organization_id, x.device_id, x.correlation_id, x.data, x.metadata, x.context,
-           x.properties, x.timestamp, x.created_at, x.created_at
-    FROM jsonb_to_recordset(p_events) AS x(
-             seq int, event_id text, event_type text, event_source text, event_category text,
-             user_id text, session_id text, organization_id text, device_id text,
-             correlation_id text, data jsonb, metadata jsonb, context jsonb, properties jsonb,
-             "timestamp" timestamptz, created_at timestamptz)
-    WHERE (SELECT pg_current_xact_id()) IS NOT NULL
-    ORDER BY x.seq
-    RETURNING t.event_id, t.position
-$$;

@@ -764,7 +764,19 @@ Test(event, hash_content_directly)
     es_event_clear(&ev);
 }
 
-/* ---- es_event_to_ingest_json ------------------------------------------------- */
+/* ---- es_event_append_ingest_json ------------------------------------------- */
+
+/* The element es_event_append_ingest_json writes, parsed back (it must be JSON). */
+static json_t *es_event_to_ingest_json(es_event_t *ev, int req, int seq)
+{
+    es_buf_t b = ES_BUF_INIT;
+    es_event_append_ingest_json(&b, ev, req, seq);
+    json_error_t jerr;
+    json_t *o = json_loads(b.data, 0, &jerr);
+    cr_assert_not_null(o, "not JSON: %s (%s)", b.data, jerr.text);
+    es_buf_free(&b);
+    return o;
+}
 
 static const char *const base_keys[] = {
     "req",      "seq",        "event_id",        "event_type", "event_source",   "event_category",
