@@ -11,6 +11,7 @@ typedef struct {
     es_async_t async;
     es_dbreq_cb cb;
     void *user;
+    void (*free_user)(void *);
 } dbreq_t;
 
 static void on_result(void *ctx, const PGresult *res, const char *err)
@@ -33,26 +34,33 @@ static void on_result(void *ctx, const PGresult *res, const char *err)
         }
     }
     es_async_end(&d->async);
-    free(d->user);
+    d->free_user(d->user);
     free(d);
 }
 
-void es_dbreq_read(h2o_req_t *req, const char *sql, int nparams, const char *const *params,
-                   es_dbreq_cb cb, void *user)
+void es_dbreq_read_ex(h2o_req_t *req, const char *sql, int nparams, const char *const *params,
+                      es_dbreq_cb cb, void *user, void (*free_user)(void *))
 {
     es_pgconn_t *c = es_pgpool_reader(es_api->pg);
     if (c == NULL) {
-        free(user);
+        free_user(user);
         es_http_error(req, 503, "database unavailable");
         return;
     }
     dbreq_t *d = es_xcalloc(1, sizeof(*d));
     d->cb = cb;
     d->user = user;
+    d->free_user = free_user;
     es_async_begin(&d->async, req);
     if (es_pg_send(c, sql, nparams, params, on_result, d) != ES_OK) {
         es_async_error(&d->async, 503, "database unavailable");
-        free(d->user);
+        free_user(d->user);
         free(d);
     }
+}
+
+void es_dbreq_read(h2o_req_t *req, const char *sql, int nparams, const char *const *params,
+                   es_dbreq_cb cb, void *user)
+{
+    es_dbreq_read_ex(req, sql, nparams, params, cb, user, free);
 }

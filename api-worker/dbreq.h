@@ -17,5 +17,8 @@ typedef void (*es_dbreq_cb)(h2o_req_t *req, const PGresult *res, void *user);
 /* Sends sql with text params (copied). Answers req itself on failure. */
 void es_dbreq_read(h2o_req_t *req, const char *sql, int nparams, const char *const *params,
                    es_dbreq_cb cb, void *user);
+/* The same, with user released by free_user (instead of free) in every case. */
+void es_dbreq_read_ex(h2o_req_t *req, const char *sql, int nparams, const char *const *params,
+                      es_dbreq_cb cb, void *user, void (*free_user)(void *));
 
 #endif

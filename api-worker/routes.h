@@ -45,5 +45,16 @@ void es_h_processors_create(h2o_req_t *req, const es_route_args_t *args);
 void es_h_processors_toggle(h2o_req_t *req, const es_route_args_t *args);
 void es_h_event_retry(h2o_req_t *req, const es_route_args_t *args);
 void es_h_events_retry(h2o_req_t *req, const es_route_args_t *args);
+void es_h_subscriptions_list(h2o_req_t *req, const es_route_args_t *args);
+void es_h_subscriptions_create(h2o_req_t *req, const es_route_args_t *args);
+void es_h_subscriptions_get(h2o_req_t *req, const es_route_args_t *args);
+void es_h_subscriptions_delete(h2o_req_t *req, const es_route_args_t *args);
+void es_h_subscriptions_enable(h2o_req_t *req, const es_route_args_t *args);
+void es_h_subscriptions_disable(h2o_req_t *req, const es_route_args_t *args);
+void es_h_subscriptions_rotate(h2o_req_t *req, const es_route_args_t *args);
+void es_h_subscriptions_recover(h2o_req_t *req, const es_route_args_t *args);
+void es_h_deliveries_list(h2o_req_t *req, const es_route_args_t *args);
+void es_h_deliveries_get(h2o_req_t *req, const es_route_args_t *args);
+void es_h_deliveries_resend(h2o_req_t *req, const es_route_args_t *args);
 
 #endif

@@ -10,7 +10,17 @@
 #include <strings.h>
 #include <yaml.h>
 
-typedef enum { K_INT, K_INT64, K_DOUBLE, K_BOOL, K_STR, K_STRLIST, K_LOGLEVEL, K_LOGFORMAT } kind_t;
+typedef enum {
+    K_INT,
+    K_INT64,
+    K_DOUBLE,
+    K_BOOL,
+    K_STR,
+    K_STRLIST,
+    K_INTLIST,
+    K_LOGLEVEL,
+    K_LOGFORMAT
+} kind_t;
 
 /* One configurable key: where it lives in es_config_t and its bounds. */
 typedef struct {
@@ -61,6 +71,16 @@ static const key_t_ keys[] = {
     {"processing", "backoff_base_ms", K_INT, OFF(processing.backoff_base_ms), 1, 3600000},
     {"processing", "backoff_max_ms", K_INT, OFF(processing.backoff_max_ms), 1, 86400000},
     {"processing", "lease_seconds", K_INT, OFF(processing.lease_seconds), 1, 86400},
+    {"delivery", "timeout_ms", K_INT, OFF(delivery.timeout_ms), 100, 300000},
+    {"delivery", "concurrency", K_INT, OFF(delivery.concurrency), 1, 10000},
+    {"delivery", "batch_size", K_INT, OFF(delivery.batch_size), 1, 10000},
+    {"delivery", "lease_seconds", K_INT, OFF(delivery.lease_seconds), 1, 86400},
+    {"delivery", "allow_private", K_BOOL, OFF(delivery.allow_private), 0, 0},
+    {"delivery", "max_response_bytes", K_INT, OFF(delivery.max_response_bytes), 0, 1048576},
+    {"delivery", "disable_after_hours", K_INT, OFF(delivery.disable_after_hours), 1, 87600},
+    {"delivery", "secret_grace_hours", K_INT, OFF(delivery.secret_grace_hours), 0, 720},
+    {"delivery", "retry_schedule_seconds", K_INTLIST, OFF(delivery.retry_schedule_seconds), 0,
+     31536000},
     {"rudderstack", "webhook_secret", K_STR, OFF(rudderstack.webhook_secret), 0, 0},
     {"logging", "level", K_LOGLEVEL, OFF(logging.level), 0, 0},
     {"logging", "format", K_LOGFORMAT, OFF(logging.json), 0, 0},
@@ -88,6 +108,18 @@ static void strlist_free(es_strlist_t *l)
         free(l->items[i]);
     ES_FREE(&l->items);
     l->len = 0;
+}
+
+static void intlist_free(es_intlist_t *l)
+{
+    ES_FREE(&l->items);
+    l->len = 0;
+}
+
+static void intlist_add(es_intlist_t *l, int v)
+{
+    l->items = es_xrealloc(l->items, (l->len + 1) * sizeof(int));
+    l->items[l->len++] = v;
 }
 
 static void strlist_add(es_strlist_t *l, const char *v)
@@ -138,6 +170,18 @@ void es_config_defaults(es_config_t *cfg)
     cfg->processing.backoff_base_ms = 1000;
     cfg->processing.backoff_max_ms = 300000;
     cfg->processing.lease_seconds = 30;
+    cfg->delivery.timeout_ms = 15000;
+    cfg->delivery.concurrency = 256;
+    cfg->delivery.batch_size = 200;
+    cfg->delivery.lease_seconds = 60;
+    cfg->delivery.allow_private = false;
+    cfg->delivery.max_response_bytes = 4096;
+    cfg->delivery.disable_after_hours = 120;
+    cfg->delivery.secret_grace_hours = 24;
+    /* Svix's schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h. */
+    static const int svix[] = {5, 300, 1800, 7200, 18000, 36000, 36000};
+    for (size_t i = 0; i < ES_ARRAY_LEN(svix); i++)
+        intlist_add(&cfg->delivery.retry_schedule_seconds, svix[i]);
     cfg->rudderstack.webhook_secret = es_xstrdup("");
     cfg->logging.level = ES_LOG_INFO;
     cfg->logging.json = true;
@@ -151,6 +195,8 @@ void es_config_free(es_config_t *cfg)
             ES_FREE((char **)slot);
         else if (keys[i].kind == K_STRLIST)
             strlist_free((es_strlist_t *)slot);
+        else if (keys[i].kind == K_INTLIST)
+            intlist_free((es_intlist_t *)slot);
     }
     ES_FREE(&cfg->path);
 }
@@ -240,6 +286,7 @@ static es_rc_t set_value(es_config_t *cfg, const key_t_ *k, const char *v, const
                 k->name, v);
         return ES_INVALID;
     case K_STRLIST:
+    case K_INTLIST:
         break;
     }
     set_err(err, errlen, "%s: %s.%s: expected a list", where, k->section, k->name);
@@ -302,6 +349,29 @@ static es_rc_t apply_node(es_config_t *cfg, yaml_document_t *doc, const key_t_ *
                 return ES_INVALID;
             }
             strlist_add(l, scalar(item));
+        }
+        return ES_OK;
+    }
+    if (k->kind == K_INTLIST) {
+        es_intlist_t *l = (es_intlist_t *)((char *)cfg + k->offset);
+        if (val->type != YAML_SEQUENCE_NODE) {
+            set_err(err, errlen, "%s: %s.%s: expected a list of integers", where, k->section,
+                    k->name);
+            return ES_INVALID;
+        }
+        intlist_free(l);
+        for (yaml_node_item_t *it = val->data.sequence.items.start;
+             it < val->data.sequence.items.top; it++) {
+            yaml_node_t *item = yaml_document_get_node(doc, *it);
+            int64_t v = 0;
+            if (item->type != YAML_SCALAR_NODE ||
+                !es_parse_int64(scalar(item), strlen(scalar(item)), &v) || v < k->min ||
+                v > k->max) {
+                set_err(err, errlen, "%s:%zu: %s.%s: expected a list of integers from %.0f to %.0f",
+                        name, item->start_mark.line + 1, k->section, k->name, k->min, k->max);
+                return ES_INVALID;
+            }
+            intlist_add(l, (int)v);
         }
         return ES_OK;
     }
@@ -446,6 +516,13 @@ es_rc_t es_config_validate(const es_config_t *cfg, char *err, size_t errlen)
     }
     if (cfg->nats.enabled && (cfg->nats.stream[0] == '\0' || cfg->nats.subjects.len == 0)) {
         set_err(err, errlen, "%s: nats.stream and nats.subjects must not be empty", p);
+        return ES_INVALID;
+    }
+    if ((int64_t)cfg->delivery.lease_seconds * 1000 < (int64_t)cfg->delivery.timeout_ms + 5000) {
+        set_err(err, errlen,
+                "%s: delivery.lease_seconds: must exceed delivery.timeout_ms by at least 5 s "
+                "(a delivery in flight must not be claimed again)",
+                p);
         return ES_INVALID;
     }
     if (cfg->processing.backoff_max_ms < cfg->processing.backoff_base_ms) {

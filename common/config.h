@@ -20,6 +20,11 @@ typedef struct {
     size_t len;
 } es_strlist_t;
 
+typedef struct {
+    int *items;
+    size_t len;
+} es_intlist_t;
+
 typedef struct es_config {
     char *path; /* file it was loaded from, or NULL for pure defaults */
     struct {
@@ -72,6 +77,17 @@ typedef struct es_config {
         int backoff_max_ms;
         int lease_seconds;
     } processing;
+    struct {
+        int timeout_ms;
+        int concurrency;
+        int batch_size;
+        int lease_seconds;
+        bool allow_private;
+        int max_response_bytes;
+        int disable_after_hours;
+        int secret_grace_hours;
+        es_intlist_t retry_schedule_seconds; /* delays between attempts */
+    } delivery;
     struct {
         char *webhook_secret;
     } rudderstack;

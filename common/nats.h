@@ -21,6 +21,8 @@ typedef struct es_nats es_nats_t;
  * instead of at their next poll. Outside "event.>" so the JetStream stream of
  * publications never stores it. */
 #define ES_WAKE_SUBJECT "event_service.wake.processing"
+/* The same for webhook deliveries (created by processing, resent by the API). */
+#define ES_WAKE_DELIVERY "event_service.wake.delivery"
 
 /* Starts connecting to cfg->nats.url (returns at once). When nats.enabled is
  * false returns a handle whose publishes all answer ES_AGAIN. name is the

@@ -73,6 +73,33 @@ static int load_processors(es_pworker_t *w, es_batch_t *b)
     return b->nprocs;
 }
 
+/* Loads the enabled subscriptions, for the fan-out of processed events. */
+static int load_subscriptions(es_pworker_t *w, es_batch_t *b)
+{
+    PGresult *r = es_pworker_query(
+        w, "load subscriptions",
+        "SELECT subscription_id, json_build_object('event_types', event_types, 'event_sources', "
+        "event_sources, 'event_categories', event_categories)::text "
+        "FROM event.event_subscriptions WHERE enabled",
+        0, NULL);
+    if (r == NULL)
+        return -1;
+    int n = PQntuples(r);
+    b->subs = es_xcalloc((size_t)ES_MAX(n, 1), sizeof(es_sub_t));
+    for (int i = 0; i < n; i++) {
+        json_t *f = json_loads(PQgetvalue(r, i, 1), 0, NULL);
+        es_field_error_t err;
+        es_sub_t *sub = &b->subs[b->nsubs];
+        if (es_filters_parse(f, "", &sub->filters, &err) == ES_OK) {
+            sub->id = es_xstrdup(PQgetvalue(r, i, 0));
+            b->nsubs++;
+        }
+        json_decref(f);
+    }
+    PQclear(r);
+    return b->nsubs;
+}
+
 static bool name_in(const json_t *names, const char *name)
 {
     size_t i;
@@ -318,6 +345,11 @@ static void batch_free(es_batch_t *b)
         free(j->error);
     }
     free(b->jobs);
+    for (int i = 0; i < b->nsubs; i++) {
+        free(b->subs[i].id);
+        es_filters_free(&b->subs[i].filters);
+    }
+    free(b->subs);
     for (int i = 0; i < b->nprocs; i++) {
         es_proc_t *p = &b->procs[i];
         free(p->id);
@@ -355,7 +387,7 @@ int es_batch_process(es_pworker_t *w)
     b.multi = w->multi;
     b.results = json_array();
     int rc = n;
-    if (load_processors(w, &b) < 0) {
+    if (load_processors(w, &b) < 0 || load_subscriptions(w, &b) < 0) {
         rc = -1; /* the lease runs out and the batch is claimed again */
         goto cleanup;
     }
@@ -371,15 +403,39 @@ int es_batch_process(es_pworker_t *w)
     json_t *outcomes = json_array();
     for (int i = 0; i < n; i++)
         json_array_append_new(outcomes, outcome_of(cfg, &b.jobs[i]));
+    /* Deliveries for every subscription that wants a processed event. */
+    es_buf_t deliveries = ES_BUF_INIT;
+    es_buf_putc(&deliveries, '[');
+    bool any_delivery = false;
+    for (int i = 0; i < n; i++) {
+        es_job_t *j = &b.jobs[i];
+        if (j->event_id == NULL || j->failed)
+            continue;
+        for (int k = 0; k < b.nsubs; k++) {
+            if (!es_filters_match(&b.subs[k].filters, j->event_type, j->source, j->category))
+                continue;
+            es_buf_printf(&deliveries, "%s{\"position\":%lld,\"event_id\":",
+                          any_delivery ? "," : "", (long long)j->position);
+            es_buf_json_cstr(&deliveries, j->event_id);
+            es_buf_puts(&deliveries, ",\"subscription_id\":");
+            es_buf_json_cstr(&deliveries, b.subs[k].id);
+            es_buf_putc(&deliveries, '}');
+            any_delivery = true;
+        }
+    }
+    es_buf_putc(&deliveries, ']');
     char *outcomes_s = json_dumps(outcomes, JSON_COMPACT);
     char *results_s = json_dumps(b.results, JSON_COMPACT);
     json_decref(outcomes);
-    const char *cparams[3] = {token, outcomes_s, results_s};
-    PGresult *done = es_pworker_query(w, "complete events",
-                                      "SELECT * FROM event.complete_events($1, $2::jsonb, $3::jsonb)",
-                                      3, cparams);
+    const char *cparams[4] = {token, outcomes_s, results_s, deliveries.data};
+    PGresult *done = es_pworker_query(
+        w, "complete events",
+        "SELECT * FROM event.complete_events($1, $2::jsonb, $3::jsonb, $4::jsonb)", 4, cparams);
     free(outcomes_s);
     free(results_s);
+    es_buf_free(&deliveries);
+    if (done != NULL && any_delivery && w->on_deliveries != NULL)
+        w->on_deliveries(w);
     if (done == NULL) {
         rc = -1;
         goto cleanup;

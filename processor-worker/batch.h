@@ -16,6 +16,12 @@ typedef struct es_batch es_batch_t;
 typedef struct es_job es_job_t;
 typedef struct es_runner es_runner_t;
 
+/* An enabled subscription, as loaded for this batch (fan-out). */
+typedef struct {
+    char *id;
+    es_filters_t filters;
+} es_sub_t;
+
 /* An enabled processor, as loaded for this batch. */
 typedef struct {
     char *id;
@@ -59,6 +65,8 @@ struct es_batch {
     CURLM *multi; /* owned by the worker; shared by every batch */
     es_proc_t *procs;
     int nprocs;
+    es_sub_t *subs;
+    int nsubs;
     es_job_t *jobs;
     int njobs;
     int pending_async;

@@ -21,6 +21,8 @@ typedef struct es_pworker {
     int64_t last_beat_ms;
     int64_t batches; /* counter for claim tokens */
     char id[48];     /* "host:pid": shows in claim tokens */
+    /* Called after a batch created webhook deliveries (wakes the senders). */
+    void (*on_deliveries)(struct es_pworker *w);
 } es_pworker_t;
 
 /* Set by SIGTERM/SIGINT or the master's death. */

@@ -3,6 +3,7 @@
 #include "common/event_row.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "processor-worker/delivery.h"
 #include "processor-worker/outbox.h"
 #include "processor-worker/pworker.h"
 
@@ -30,7 +31,24 @@ static struct {
     pthread_cond_t cv;
     bool woken;
     es_outbox_t *outbox;
-} wake = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, NULL};
+    es_delivery_t *delivery;
+} wake = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, NULL, NULL};
+
+static void on_wake_delivery(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
+                             void *closure)
+{
+    natsMsg_Destroy(msg);
+    if (wake.delivery != NULL)
+        es_delivery_wake(wake.delivery);
+}
+
+/* A batch created deliveries: this process's sender looks at once, and so do
+ * the other instances'. */
+static void deliveries_created(es_pworker_t *w)
+{
+    es_delivery_wake(wake.delivery);
+    (void)es_nats_publish(w->nats, ES_WAKE_DELIVERY, "", 0);
+}
 
 static void on_wake(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
@@ -154,10 +172,14 @@ int es_processor_worker_main(const es_config_t *cfg, int master_fd)
     w.multi = curl_multi_init();
     curl_multi_setopt(w.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 256L);
     wake.outbox = es_outbox_start(cfg, w.conninfo);
-    natsSubscription *sub = NULL;
+    wake.delivery = es_delivery_start(cfg, w.conninfo);
+    w.on_deliveries = deliveries_created;
+    natsSubscription *sub = NULL, *sub_delivery = NULL;
     if (es_nats_conn(w.nats) != NULL &&
-        natsConnection_Subscribe(&sub, es_nats_conn(w.nats), ES_WAKE_SUBJECT, on_wake, NULL) !=
-            NATS_OK)
+        (natsConnection_Subscribe(&sub, es_nats_conn(w.nats), ES_WAKE_SUBJECT, on_wake, NULL) !=
+             NATS_OK ||
+         natsConnection_Subscribe(&sub_delivery, es_nats_conn(w.nats), ES_WAKE_DELIVERY,
+                                  on_wake_delivery, NULL) != NATS_OK))
         es_warn("cannot subscribe to wake-ups; polling every %.1f s",
                 cfg->processing.interval_seconds);
 
@@ -174,6 +196,10 @@ int es_processor_worker_main(const es_config_t *cfg, int master_fd)
     es_info("processor worker stopping");
     if (sub != NULL)
         natsSubscription_Destroy(sub);
+    if (sub_delivery != NULL)
+        natsSubscription_Destroy(sub_delivery);
+    es_delivery_stop(wake.delivery);
+    wake.delivery = NULL;
     es_outbox_stop(wake.outbox);
     wake.outbox = NULL;
     es_nats_close(w.nats, 2000);

@@ -156,13 +156,17 @@ END $$;
 
 -- Records the outcome of a claimed batch in one transaction, for the rows the
 -- claim still holds (a claim whose lease ran out and was taken over by another
--- worker records nothing, so no run is recorded twice):
+-- worker records nothing, so no run is recorded twice), and creates the
+-- webhook deliveries of the events now processed in that same transaction
+-- (event.fan_out, schema/004; resolved when called):
 --   p_outcomes: [{position, event_id, outcome: processed|retry|failed|gone,
 --                 run_at, error_message, processors: [names], retry_count}]
 --   p_results:  [{position, event_id, processor_id, processor_name, status,
 --                 message, duration_ms, projection}]  (projection: name to apply)
+--   p_deliveries: [{position, event_id, subscription_id}] for processed events
 -- Returns the positions that were held and recorded.
-CREATE FUNCTION event.complete_events(p_token text, p_outcomes jsonb, p_results jsonb)
+CREATE FUNCTION event.complete_events(p_token text, p_outcomes jsonb, p_results jsonb,
+                                      p_deliveries jsonb)
 RETURNS TABLE (done_position bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -264,6 +268,10 @@ BEGIN
           WHERE x.position = ANY (v_held)
           GROUP BY x.processor_id) s
     WHERE p.processor_id = s.processor_id;
+
+    PERFORM event.fan_out(
+        (SELECT jsonb_agg(d) FROM jsonb_array_elements(p_deliveries) d
+         WHERE (d ->> 'position')::bigint = ANY (v_held)));
 
     RETURN QUERY SELECT unnest(v_held);
 END $$;

@@ -335,4 +335,46 @@ int h_load_created(h_load_t *l);
 void h_load_stop(h_load_t *l, h_load_result_t *res);
 void h_load_result_free(h_load_result_t *res);
 
+/* ---- an HTTP receiver (the target of webhook processors) ------------------ */
+
+/* A minimal blocking HTTP/1.1 server on 127.0.0.1 run by the test process: a
+ * thread accepts, a thread per connection reads one request (head and a
+ * Content-Length body), answers it and closes the connection. Every request
+ * is recorded. How it answers is set per path (h_recv_rule): a status and a
+ * delay before the answer, so a test can make a processor fail or be slow.
+ * A path without a rule is answered 200 at once. */
+typedef struct h_recv h_recv_t;
+
+typedef struct {
+    char path[256];   /* request target as sent (query string included) */
+    char *body;       /* NUL-terminated, never NULL */
+    size_t len;
+    json_t *json;     /* body parsed, or NULL */
+    int64_t start_ms; /* h_now_ms() when the whole request had been read */
+    int64_t end_ms;   /* when the answer was written (or found the client gone); 0 while
+                         the request is in flight */
+    int status;       /* the status answered (0 while in flight) */
+} h_recv_req_t;
+
+/* Starts a receiver on a free port (h_free_port). Fails the test if it
+ * cannot listen. */
+h_recv_t *h_recv_start(void);
+/* Its port. */
+int h_recv_port(const h_recv_t *r);
+/* From now on, requests for path (exact match, query string ignored) are
+ * answered status after delay_ms (0: at once). A later rule for the same path
+ * replaces the earlier one; requests already waiting keep theirs. */
+void h_recv_rule(h_recv_t *r, const char *path, int status, int delay_ms);
+/* Requests received so far for path (NULL: all), answered or in flight. */
+int h_recv_count(h_recv_t *r, const char *path);
+/* Requests read in full and not yet answered. */
+int h_recv_in_flight(h_recv_t *r);
+/* A copy of every request so far, in the order they were read in full
+ * (free with h_recv_reqs_free). Returns how many. */
+int h_recv_reqs(h_recv_t *r, h_recv_req_t **out);
+void h_recv_reqs_free(h_recv_req_t *reqs, int n);
+/* Stops accepting, ends waiting answers early (they are still written), waits
+ * up to 10 s for the connection threads, and frees the receiver. */
+void h_recv_stop(h_recv_t *r);
+
 #endif

@@ -1,17 +1,24 @@
 /*
  * harness_http.c - how the end-to-end tests talk to the service: HTTP with
- * libcurl (one request, many at once, background load) and JSON lookups.
- * Contracts in harness.h.
+ * libcurl (one request, many at once, background load), JSON lookups, and
+ * the HTTP receiver that webhook processors post to. Contracts in harness.h.
  */
 #include "harness.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 /* ---- HTTP ----------------------------------------------------------------- */
 
@@ -347,4 +354,341 @@ void h_load_result_free(h_load_result_t *res)
         free(res->ids[i]);
     free(res->ids);
     memset(res, 0, sizeof(*res));
+}
+
+/* ---- the HTTP receiver ---------------------------------------------------- */
+
+#define RECV_MAX_RULES 32
+#define RECV_MAX_REQUEST (4 * 1024 * 1024)
+
+struct h_recv {
+    int fd;
+    int port;
+    pthread_t acceptor;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* stopping, a connection thread ended */
+    bool stopping;     /* guarded by mu, as everything below */
+    int active;        /* connection threads running */
+    struct {
+        char path[256];
+        int status;
+        int delay_ms;
+    } rules[RECV_MAX_RULES];
+    int nrules;
+    h_recv_req_t *reqs;
+    int nreqs, cap;
+};
+
+typedef struct {
+    h_recv_t *r;
+    int fd;
+} recv_conn_t;
+
+static const char *reason_of(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 410:
+        return "Gone";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Status";
+    }
+}
+
+/* Reads one request from fd: the head, then Content-Length bytes of body.
+ * *head_len is the length of the head including its blank line. Returns the
+ * buffer (NUL-terminated) or NULL when the client went away or sent garbage. */
+static char *recv_read_request(int fd, size_t *head_len, size_t *body_len)
+{
+    size_t cap = 8192, n = 0;
+    char *buf = malloc(cap);
+    char *end = NULL;
+    while (end == NULL) {
+        if (n + 1 >= cap) {
+            if (cap >= RECV_MAX_REQUEST)
+                goto fail;
+            buf = realloc(buf, cap *= 2);
+        }
+        ssize_t got = recv(fd, buf + n, cap - n - 1, 0);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            goto fail;
+        n += (size_t)got;
+        buf[n] = '\0';
+        end = strstr(buf, "\r\n\r\n");
+    }
+    *head_len = (size_t)(end - buf) + 4;
+    size_t want = 0;
+    for (const char *line = strstr(buf, "\r\n"); line && line < end; line = strstr(line + 2, "\r\n"))
+        if (strncasecmp(line + 2, "Content-Length:", 15) == 0)
+            want = strtoul(line + 17, NULL, 10);
+    if (want > RECV_MAX_REQUEST)
+        goto fail;
+    if (*head_len + want + 1 > cap)
+        buf = realloc(buf, cap = *head_len + want + 1);
+    while (n < *head_len + want) {
+        ssize_t got = recv(fd, buf + n, *head_len + want - n, 0);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            goto fail;
+        n += (size_t)got;
+    }
+    buf[*head_len + want] = '\0';
+    *body_len = want;
+    return buf;
+fail:
+    free(buf);
+    return NULL;
+}
+
+static void *recv_conn_main(void *arg)
+{
+    recv_conn_t *c = arg;
+    h_recv_t *r = c->r;
+    struct timeval tv = {10, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    size_t head_len = 0, body_len = 0;
+    char *req = recv_read_request(c->fd, &head_len, &body_len);
+    if (req != NULL) {
+        h_recv_req_t rec;
+        memset(&rec, 0, sizeof(rec));
+        const char *target = strchr(req, ' ');
+        size_t tlen = target ? strcspn(target + 1, " \r\n") : 0;
+        snprintf(rec.path, sizeof(rec.path), "%.*s", (int)tlen, target ? target + 1 : "");
+        rec.body = malloc(body_len + 1);
+        memcpy(rec.body, req + head_len, body_len + 1);
+        rec.len = body_len;
+        rec.json = json_loadb(rec.body, rec.len, 0, NULL);
+        rec.start_ms = h_now_ms();
+        free(req);
+
+        pthread_mutex_lock(&r->mu);
+        int status = 200, delay_ms = 0;
+        size_t plen = strcspn(rec.path, "?");
+        for (int i = 0; i < r->nrules; i++)
+            if (strlen(r->rules[i].path) == plen && strncmp(r->rules[i].path, rec.path, plen) == 0) {
+                status = r->rules[i].status;
+                delay_ms = r->rules[i].delay_ms;
+            }
+        if (r->nreqs == r->cap) {
+            r->cap = r->cap ? r->cap * 2 : 64;
+            r->reqs = realloc(r->reqs, (size_t)r->cap * sizeof(*r->reqs));
+        }
+        int index = r->nreqs++;
+        r->reqs[index] = rec;
+        /* The delay plays a slow endpoint; h_recv_stop cuts it short. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += delay_ms / 1000;
+        until.tv_nsec += (long)(delay_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (delay_ms > 0 && !r->stopping)
+            if (pthread_cond_timedwait(&r->cv, &r->mu, &until) == ETIMEDOUT)
+                break;
+        pthread_mutex_unlock(&r->mu);
+
+        char head[256];
+        int n = snprintf(head, sizeof(head),
+                         "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                         "Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+                         status, reason_of(status));
+        for (int off = 0; off < n;) {
+            ssize_t sent = send(c->fd, head + off, (size_t)(n - off), MSG_NOSIGNAL);
+            if (sent < 0 && errno == EINTR)
+                continue;
+            if (sent <= 0)
+                break; /* the client is gone (a worker killed mid-request) */
+            off += (int)sent;
+        }
+        pthread_mutex_lock(&r->mu);
+        r->reqs[index].status = status;
+        r->reqs[index].end_ms = h_now_ms();
+        pthread_mutex_unlock(&r->mu);
+    }
+    close(c->fd);
+    free(c);
+    pthread_mutex_lock(&r->mu);
+    r->active--;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+static void *recv_accept_main(void *arg)
+{
+    h_recv_t *r = arg;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        bool stop = r->stopping;
+        pthread_mutex_unlock(&r->mu);
+        if (stop)
+            break;
+        struct pollfd p = {r->fd, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        int fd = accept4(r->fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        recv_conn_t *c = malloc(sizeof(*c));
+        c->r = r;
+        c->fd = fd;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_t th;
+        pthread_mutex_lock(&r->mu);
+        r->active++;
+        pthread_mutex_unlock(&r->mu);
+        if (pthread_create(&th, &attr, recv_conn_main, c) != 0) {
+            close(fd);
+            free(c);
+            pthread_mutex_lock(&r->mu);
+            r->active--;
+            pthread_mutex_unlock(&r->mu);
+        }
+        pthread_attr_destroy(&attr);
+    }
+    return NULL;
+}
+
+h_recv_t *h_recv_start(void)
+{
+    h_recv_t *r = calloc(1, sizeof(*r));
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->port = h_free_port();
+    r->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(r->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)r->port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert(r->fd >= 0 && bind(r->fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+                  listen(r->fd, 256) == 0,
+              "receiver cannot listen on 127.0.0.1:%d: %s", r->port, strerror(errno));
+    cr_assert_eq(pthread_create(&r->acceptor, NULL, recv_accept_main, r), 0);
+    return r;
+}
+
+int h_recv_port(const h_recv_t *r)
+{
+    return r->port;
+}
+
+void h_recv_rule(h_recv_t *r, const char *path, int status, int delay_ms)
+{
+    pthread_mutex_lock(&r->mu);
+    int i = 0;
+    while (i < r->nrules && strcmp(r->rules[i].path, path) != 0)
+        i++;
+    cr_assert(i < RECV_MAX_RULES, "too many receiver rules");
+    if (i == r->nrules)
+        r->nrules++;
+    snprintf(r->rules[i].path, sizeof(r->rules[i].path), "%s", path);
+    r->rules[i].status = status;
+    r->rules[i].delay_ms = delay_ms;
+    pthread_mutex_unlock(&r->mu);
+}
+
+int h_recv_count(h_recv_t *r, const char *path)
+{
+    pthread_mutex_lock(&r->mu);
+    int n = 0;
+    for (int i = 0; i < r->nreqs; i++) {
+        const char *p = r->reqs[i].path;
+        size_t plen = strcspn(p, "?");
+        n += path == NULL || (strlen(path) == plen && strncmp(path, p, plen) == 0);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+int h_recv_in_flight(h_recv_t *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int n = 0;
+    for (int i = 0; i < r->nreqs; i++)
+        n += r->reqs[i].end_ms == 0;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+int h_recv_reqs(h_recv_t *r, h_recv_req_t **out)
+{
+    pthread_mutex_lock(&r->mu);
+    int n = r->nreqs;
+    h_recv_req_t *copy = calloc((size_t)n + 1, sizeof(*copy));
+    for (int i = 0; i < n; i++) {
+        copy[i] = r->reqs[i];
+        copy[i].body = malloc(r->reqs[i].len + 1);
+        memcpy(copy[i].body, r->reqs[i].body, r->reqs[i].len + 1);
+        copy[i].json = json_deep_copy(r->reqs[i].json);
+    }
+    pthread_mutex_unlock(&r->mu);
+    *out = copy;
+    return n;
+}
+
+void h_recv_reqs_free(h_recv_req_t *reqs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(reqs[i].body);
+        json_decref(reqs[i].json);
+    }
+    free(reqs);
+}
+
+void h_recv_stop(h_recv_t *r)
+{
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->stopping = true;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    pthread_join(r->acceptor, NULL);
+    close(r->fd);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&r->mu);
+    while (r->active > 0)
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &until) == ETIMEDOUT)
+            break;
+    bool idle = r->active == 0;
+    pthread_mutex_unlock(&r->mu);
+    if (!idle) {
+        fprintf(stderr, "e2e: receiver on port %d: connection threads still running; kept\n",
+                r->port);
+        return; /* they still use r: leak it rather than free it under them */
+    }
+    for (int i = 0; i < r->nreqs; i++) {
+        free(r->reqs[i].body);
+        json_decref(r->reqs[i].json);
+    }
+    free(r->reqs);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
 }
