@@ -176,7 +176,7 @@ static void on_delivery(h2o_req_t *req, const PGresult *res, void *user)
     es_buf_t b = ES_BUF_INIT;
     render_delivery(&b, res, 0, 0);
     b.len--; /* reopen the object for the attempts */
-    es_buf_puts(&b, ",\"attempts_log\":");
+    es_buf_puts(&b, ",\"attempt_log\":");
     es_buf_puts(&b, PQgetisnull(res, 0, DELIVERY_NCOLS) ? "[]" : PQgetvalue(res, 0, DELIVERY_NCOLS));
     es_buf_putc(&b, '}');
     es_http_json(req, 200, b.data, b.len);
