@@ -5,7 +5,10 @@
 #include "common/log.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <zlib.h>
 
 static const char *reason_of(int status)
 {
@@ -32,6 +35,8 @@ static const char *reason_of(int status)
         return "Payload Too Large";
     case 422:
         return "Unprocessable Entity";
+    case 415:
+        return "Unsupported Media Type";
     case 429:
         return "Too Many Requests";
     case 503:
@@ -107,24 +112,101 @@ void es_http_invalid(h2o_req_t *req, const es_field_error_t *err)
     es_buf_free(&b);
 }
 
-json_t *es_http_body_json(h2o_req_t *req)
+/* Inflates a gzip body into at most max bytes; NULL when it is not gzip or
+ * inflates to more (*too_big set). */
+static char *gunzip(const char *in, size_t n, size_t max, size_t *outlen, bool *too_big)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    *too_big = false;
+    if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK)
+        return NULL;
+    size_t cap = ES_MIN(max, ES_MAX(n * 4, (size_t)4096)) + 1;
+    char *out = es_xmalloc(cap);
+    zs.next_in = (Bytef *)in;
+    zs.avail_in = (uInt)n;
+    int rc = Z_OK;
+    while (rc == Z_OK) {
+        if (zs.total_out + 1 >= cap) {
+            if (cap > max) {
+                *too_big = true;
+                break;
+            }
+            cap = ES_MIN(cap * 2, max + 2);
+            out = es_xrealloc(out, cap);
+        }
+        zs.next_out = (Bytef *)out + zs.total_out;
+        zs.avail_out = (uInt)(cap - 1 - zs.total_out);
+        rc = inflate(&zs, Z_NO_FLUSH);
+        if (rc == Z_BUF_ERROR && zs.avail_in == 0)
+            break;
+        if (rc == Z_BUF_ERROR)
+            rc = Z_OK;
+    }
+    bool ok = rc == Z_STREAM_END && zs.total_out <= max;
+    if (zs.total_out > max)
+        *too_big = true;
+    *outlen = zs.total_out;
+    inflateEnd(&zs);
+    if (!ok) {
+        free(out);
+        return NULL;
+    }
+    out[*outlen] = '\0';
+    return out;
+}
+
+es_rc_t es_http_body_raw(h2o_req_t *req, size_t max, bool gzip, char **out, size_t *len)
+{
+    char msg[160];
+    size_t hlen;
+    const char *enc = es_http_header(req, "content-encoding", &hlen);
+    bool gzipped = enc != NULL && hlen == 4 && strncasecmp(enc, "gzip", 4) == 0;
+    if (enc != NULL && !gzipped && !(hlen == 8 && strncasecmp(enc, "identity", 8) == 0)) {
+        es_http_error(req, 415, "Content-Encoding: only gzip is accepted");
+        return ES_ERR;
+    }
+    if (gzipped && !gzip) {
+        es_http_error(req, 415, "Content-Encoding: gzip is not accepted here");
+        return ES_ERR;
+    }
+    const char *base = req->entity.base ? req->entity.base : "";
+    size_t n = req->entity.base ? req->entity.len : 0;
+    if (!gzipped) {
+        if (n > max) {
+            snprintf(msg, sizeof(msg), "request body exceeds the limit of %zu bytes", max);
+            es_http_error(req, 413, msg);
+            return ES_ERR;
+        }
+        *out = es_xstrndup(base, n);
+        *len = n;
+        return ES_OK;
+    }
+    bool too_big = false;
+    *out = gunzip(base, n, max, len, &too_big);
+    if (*out != NULL)
+        return ES_OK;
+    if (too_big) {
+        snprintf(msg, sizeof(msg), "request body exceeds the limit of %zu bytes once inflated",
+                 max);
+        es_http_error(req, 413, msg);
+    } else {
+        es_http_error(req, 400, "malformed gzip body");
+    }
+    return ES_ERR;
+}
+
+json_t *es_http_parse_json(h2o_req_t *req, const char *text, size_t len)
 {
     const es_config_t *cfg = es_api->cfg;
-    if (req->entity.base == NULL || req->entity.len == 0) {
+    if (len == 0) {
         es_field_error_t err;
         es_field_error_set(&err, "", "body", "field required (expected a JSON document)");
         es_http_invalid(req, &err);
         return NULL;
     }
-    if ((int64_t)req->entity.len > cfg->service.body_limit_bytes) {
-        char msg[128];
-        snprintf(msg, sizeof(msg), "request body exceeds the limit of %lld bytes",
-                 (long long)cfg->service.body_limit_bytes);
-        es_http_error(req, 413, msg);
-        return NULL;
-    }
     json_error_t jerr;
-    json_t *doc = json_loadb(req->entity.base, req->entity.len, JSON_DECODE_ANY, &jerr);
+    json_t *doc = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
     if (doc == NULL) {
         char msg[300];
         if (json_error_code(&jerr) == json_error_stack_overflow) {
@@ -146,6 +228,18 @@ json_t *es_http_body_json(h2o_req_t *req)
         json_decref(doc);
         return NULL;
     }
+    return doc;
+}
+
+json_t *es_http_body_json(h2o_req_t *req)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (es_http_body_raw(req, (size_t)es_api->cfg->service.body_limit_bytes, false, &text, &len) !=
+        ES_OK)
+        return NULL;
+    json_t *doc = es_http_parse_json(req, text, len);
+    free(text);
     return doc;
 }
 

@@ -19,9 +19,21 @@ void es_http_error(h2o_req_t *req, int status, const char *detail);
 /* 422 {"detail": "field: msg", "errors": [{"loc": [...], "msg": ...}]}. */
 void es_http_invalid(h2o_req_t *req, const es_field_error_t *err);
 
-/* Parses the request body as JSON. On failure replies (400 malformed, 413
- * too large, 422 empty or too deep) and returns NULL. New reference. */
+/* Parses the request body as JSON, within service.body_limit_bytes. On
+ * failure replies (400 malformed, 413 too large, 422 empty or too deep) and
+ * returns NULL. New reference. */
 json_t *es_http_body_json(h2o_req_t *req);
+
+/* The request body, inflated when it is Content-Encoding: gzip and gzip is
+ * allowed, at most max bytes (after inflating). ES_OK with a heap copy in
+ * *out (NUL-terminated, caller frees); otherwise the request was answered
+ * (413 too large, 400 bad gzip, 415 other encodings). */
+es_rc_t es_http_body_raw(h2o_req_t *req, size_t max, bool gzip, char **out,
+                         size_t *len) ES_MUST_CHECK;
+
+/* Parses text as JSON with the service's depth limit; answers 400/422 and
+ * returns NULL on failure. */
+json_t *es_http_parse_json(h2o_req_t *req, const char *text, size_t len);
 
 /* Copies the percent-decoded value of query parameter name into out (cap
  * bytes). Returns true when present (an empty value counts). */

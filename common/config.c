@@ -1,5 +1,7 @@
 #include "common/config.h"
 
+#include "common/cidr.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -61,6 +63,10 @@ static const key_t_ keys[] = {
     {"nats", "subjects", K_STRLIST, OFF(nats.subjects), 0, 0},
     {"nats", "max_messages", K_INT64, OFF(nats.max_messages), -1, 1e15},
     {"nats", "duplicate_window_seconds", K_INT, OFF(nats.duplicate_window_seconds), 1, 86400 * 7},
+    {"nats", "backend_enabled", K_BOOL, OFF(nats.backend_enabled), 0, 0},
+    {"nats", "backend_stream", K_STR, OFF(nats.backend_stream), 0, 0},
+    {"nats", "backend_subject", K_STR, OFF(nats.backend_subject), 0, 0},
+    {"nats", "backend_consumer", K_STR, OFF(nats.backend_consumer), 0, 0},
     {"consul", "enabled", K_BOOL, OFF(consul.enabled), 0, 0},
     {"consul", "host", K_STR, OFF(consul.host), 0, 0},
     {"consul", "port", K_INT, OFF(consul.port), 1, 65535},
@@ -82,6 +88,13 @@ static const key_t_ keys[] = {
     {"delivery", "retry_schedule_seconds", K_INTLIST, OFF(delivery.retry_schedule_seconds), 0,
      31536000},
     {"rudderstack", "webhook_secret", K_STR, OFF(rudderstack.webhook_secret), 0, 0},
+    {"frontend", "rate_limit_per_minute", K_INT, OFF(frontend.rate_limit_per_minute), 0, 10000000},
+    {"frontend", "rate_limit_burst", K_INT, OFF(frontend.rate_limit_burst), 1, 1000000},
+    {"frontend", "max_body_bytes", K_INT64, OFF(frontend.max_body_bytes), 1024, 1 << 30},
+    {"frontend", "max_batch", K_INT, OFF(frontend.max_batch), 1, 100000},
+    {"tracking", "write_keys", K_STRLIST, OFF(tracking.write_keys), 0, 0},
+    {"tracking", "max_event_bytes", K_INT, OFF(tracking.max_event_bytes), 256, 1 << 26},
+    {"tracking", "max_batch_bytes", K_INT, OFF(tracking.max_batch_bytes), 1024, 1 << 28},
     {"logging", "level", K_LOGLEVEL, OFF(logging.level), 0, 0},
     {"logging", "format", K_LOGFORMAT, OFF(logging.json), 0, 0},
 };
@@ -160,6 +173,10 @@ void es_config_defaults(es_config_t *cfg)
     strlist_add(&cfg->nats.subjects, "event.>");
     cfg->nats.max_messages = 100000;
     cfg->nats.duplicate_window_seconds = 120;
+    cfg->nats.backend_enabled = true;
+    cfg->nats.backend_stream = es_xstrdup("event-backend");
+    cfg->nats.backend_subject = es_xstrdup("events.backend.>");
+    cfg->nats.backend_consumer = es_xstrdup("event_service_backend");
     cfg->consul.enabled = false;
     cfg->consul.host = es_xstrdup("localhost");
     cfg->consul.port = 8500;
@@ -183,6 +200,12 @@ void es_config_defaults(es_config_t *cfg)
     for (size_t i = 0; i < ES_ARRAY_LEN(svix); i++)
         intlist_add(&cfg->delivery.retry_schedule_seconds, svix[i]);
     cfg->rudderstack.webhook_secret = es_xstrdup("");
+    cfg->frontend.rate_limit_per_minute = 600;
+    cfg->frontend.rate_limit_burst = 100;
+    cfg->frontend.max_body_bytes = 65536;
+    cfg->frontend.max_batch = 100;
+    cfg->tracking.max_event_bytes = 32 * 1024;  /* Segment's limits */
+    cfg->tracking.max_batch_bytes = 500 * 1024;
     cfg->logging.level = ES_LOG_INFO;
     cfg->logging.json = true;
 }
@@ -524,6 +547,15 @@ es_rc_t es_config_validate(const es_config_t *cfg, char *err, size_t errlen)
                 "(a delivery in flight must not be claimed again)",
                 p);
         return ES_INVALID;
+    }
+    for (size_t i = 0; i < cfg->service.trusted_proxies.len; i++) {
+        es_cidr_t range;
+        if (!es_cidr_parse(cfg->service.trusted_proxies.items[i], &range)) {
+            set_err(err, errlen,
+                    "%s: service.trusted_proxies: \"%s\" is not an IP address or CIDR range", p,
+                    cfg->service.trusted_proxies.items[i]);
+            return ES_INVALID;
+        }
     }
     if (cfg->processing.backoff_max_ms < cfg->processing.backoff_base_ms) {
         set_err(err, errlen, "%s: processing.backoff_max_ms: must be >= backoff_base_ms", p);

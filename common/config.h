@@ -62,6 +62,10 @@ typedef struct es_config {
         es_strlist_t subjects;
         int64_t max_messages;
         int duplicate_window_seconds;
+        bool backend_enabled;     /* consume events.backend.> */
+        char *backend_stream;     /* JetStream stream holding them */
+        char *backend_subject;
+        char *backend_consumer;   /* durable consumer shared by every worker and instance */
     } nats;
     struct {
         bool enabled;
@@ -91,6 +95,17 @@ typedef struct es_config {
     struct {
         char *webhook_secret;
     } rudderstack;
+    struct {
+        int rate_limit_per_minute; /* per client IP and API worker; 0 = off */
+        int rate_limit_burst;
+        int64_t max_body_bytes;
+        int max_batch;
+    } frontend;
+    struct {
+        es_strlist_t write_keys;
+        int max_event_bytes;
+        int max_batch_bytes;
+    } tracking;
     struct {
         es_log_level_t level;
         bool json;

@@ -400,3 +400,23 @@ bool es_json_too_deep(const json_t *v, int max_depth)
 {
     return too_deep(v, 1, max_depth);
 }
+
+json_t *es_json_lossy_string(const char *s, size_t n)
+{
+    json_t *v = json_stringn(s, n); /* valid UTF-8 without NUL: as is */
+    if (v != NULL && strlen(json_string_value(v)) == n)
+        return v;
+    json_decref(v);
+    es_buf_t b = ES_BUF_INIT;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\0')
+            es_buf_append(&b, "\xef\xbf\xbd", 3);
+        else
+            es_buf_putc(&b, s[i]);
+    es_buf_t lit = ES_BUF_INIT;
+    es_buf_json_str(&lit, b.data ? b.data : "", b.len);
+    v = json_loads(lit.data, JSON_DECODE_ANY, NULL);
+    es_buf_free(&b);
+    es_buf_free(&lit);
+    return v ? v : json_string("");
+}

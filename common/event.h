@@ -122,6 +122,10 @@ void es_event_freeze(es_event_t *ev);
  * object; see schema/002_ingest.sql). Freezes ev. */
 void es_event_append_ingest_json(es_buf_t *b, es_event_t *ev, int req, int seq);
 
+/* A JSON string of the bytes s (n), invalid UTF-8 and NULs replaced by
+ * U+FFFD: text from outside (headers, responses) that must be stored. */
+json_t *es_json_lossy_string(const char *s, size_t n);
+
 /* True when v nests deeper than max_depth containers. */
 bool es_json_too_deep(const json_t *v, int max_depth);
 

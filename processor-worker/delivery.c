@@ -284,12 +284,7 @@ static void add_outcome(es_delivery_t *d, xfer_t *x, CURLcode result, long statu
         json_object_set_new(o, "status_code", json_integer(status));
     if (x->response.len > 0) {
         /* As text that is valid UTF-8 whatever the endpoint sent. */
-        es_buf_t lit = ES_BUF_INIT;
-        es_buf_json_str(&lit, x->response.data, strnlen(x->response.data, x->response.len));
-        json_t *text = json_loads(lit.data, JSON_DECODE_ANY, NULL);
-        if (text != NULL)
-            json_object_set_new(o, "response", text);
-        es_buf_free(&lit);
+        json_object_set_new(o, "response", es_json_lossy_string(x->response.data, x->response.len));
     }
 
     if (got_status && status >= 200 && status < 300) {
