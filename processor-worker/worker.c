@@ -3,6 +3,7 @@
 #include "common/event_row.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "processor-worker/backend.h"
 #include "processor-worker/delivery.h"
 #include "processor-worker/outbox.h"
 #include "processor-worker/pworker.h"
@@ -173,6 +174,7 @@ int es_processor_worker_main(const es_config_t *cfg, int master_fd)
     curl_multi_setopt(w.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 256L);
     wake.outbox = es_outbox_start(cfg, w.conninfo);
     wake.delivery = es_delivery_start(cfg, w.conninfo);
+    es_backend_t *backend = es_backend_start(cfg, w.conninfo);
     w.on_deliveries = deliveries_created;
     natsSubscription *sub = NULL, *sub_delivery = NULL;
     if (es_nats_conn(w.nats) != NULL &&
@@ -198,6 +200,7 @@ int es_processor_worker_main(const es_config_t *cfg, int master_fd)
         natsSubscription_Destroy(sub);
     if (sub_delivery != NULL)
         natsSubscription_Destroy(sub_delivery);
+    es_backend_stop(backend);
     es_delivery_stop(wake.delivery);
     wake.delivery = NULL;
     es_outbox_stop(wake.outbox);
