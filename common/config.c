@@ -21,7 +21,8 @@ typedef enum {
     K_STRLIST,
     K_INTLIST,
     K_LOGLEVEL,
-    K_LOGFORMAT
+    K_LOGFORMAT,
+    K_SCHEDULES
 } kind_t;
 
 /* One configurable key: where it lives in es_config_t and its bounds. */
@@ -95,6 +96,11 @@ static const key_t_ keys[] = {
     {"tracking", "write_keys", K_STRLIST, OFF(tracking.write_keys), 0, 0},
     {"tracking", "max_event_bytes", K_INT, OFF(tracking.max_event_bytes), 256, 1 << 26},
     {"tracking", "max_batch_bytes", K_INT, OFF(tracking.max_batch_bytes), 1024, 1 << 28},
+    {"replay", "page_size", K_INT, OFF(replay.page_size), 1, 100000},
+    {"replay", "lease_seconds", K_INT, OFF(replay.lease_seconds), 5, 86400},
+    {"replay", "catch_up", K_STR, OFF(replay.catch_up), 0, 0},
+    {"replay", "max_catch_up", K_INT, OFF(replay.max_catch_up), 1, 100000},
+    {"replay", "schedules", K_SCHEDULES, OFF(replay.schedules), 0, 0},
     {"logging", "level", K_LOGLEVEL, OFF(logging.level), 0, 0},
     {"logging", "format", K_LOGFORMAT, OFF(logging.json), 0, 0},
 };
@@ -133,6 +139,27 @@ static void intlist_add(es_intlist_t *l, int v)
 {
     l->items = es_xrealloc(l->items, (l->len + 1) * sizeof(int));
     l->items[l->len++] = v;
+}
+
+static void schedule_free(es_schedule_t *s)
+{
+    free(s->name);
+    free(s->cron_expr);
+    free(s->mode);
+    free(s->target_service);
+    free(s->subscription_id);
+    free(s->status);
+    free(s->event_type);
+    free(s->event_source);
+    free(s->event_category);
+}
+
+static void schedules_free(es_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->replay.nschedules; i++)
+        schedule_free(&cfg->replay.schedules[i]);
+    ES_FREE(&cfg->replay.schedules);
+    cfg->replay.nschedules = 0;
 }
 
 static void strlist_add(es_strlist_t *l, const char *v)
@@ -206,6 +233,10 @@ void es_config_defaults(es_config_t *cfg)
     cfg->frontend.max_batch = 100;
     cfg->tracking.max_event_bytes = 32 * 1024;  /* Segment's limits */
     cfg->tracking.max_batch_bytes = 500 * 1024;
+    cfg->replay.page_size = 500;
+    cfg->replay.lease_seconds = 60;
+    cfg->replay.catch_up = es_xstrdup("latest");
+    cfg->replay.max_catch_up = 100;
     cfg->logging.level = ES_LOG_INFO;
     cfg->logging.json = true;
 }
@@ -220,6 +251,8 @@ void es_config_free(es_config_t *cfg)
             strlist_free((es_strlist_t *)slot);
         else if (keys[i].kind == K_INTLIST)
             intlist_free((es_intlist_t *)slot);
+        else if (keys[i].kind == K_SCHEDULES)
+            schedules_free(cfg);
     }
     ES_FREE(&cfg->path);
 }
@@ -310,6 +343,7 @@ static es_rc_t set_value(es_config_t *cfg, const key_t_ *k, const char *v, const
         return ES_INVALID;
     case K_STRLIST:
     case K_INTLIST:
+    case K_SCHEDULES:
         break;
     }
     set_err(err, errlen, "%s: %s.%s: expected a list", where, k->section, k->name);
@@ -346,9 +380,142 @@ static bool is_null(yaml_node_t *n)
     return *s == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0;
 }
 
+/* One entry of replay.schedules (a mapping), validated. */
+static es_rc_t parse_schedule(es_schedule_t *s, yaml_document_t *doc, yaml_node_t *node,
+                              const char *name, size_t index, char *err, size_t errlen)
+{
+    size_t line = node->start_mark.line + 1;
+    if (node->type != YAML_MAPPING_NODE) {
+        set_err(err, errlen, "%s:%zu: replay.schedules[%zu]: expected a mapping", name, line,
+                index);
+        return ES_INVALID;
+    }
+    s->window_seconds = 86400;
+    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *kn = yaml_document_get_node(doc, p->key);
+        yaml_node_t *vn = yaml_document_get_node(doc, p->value);
+        size_t kl = kn->start_mark.line + 1;
+        const char *key = kn->type == YAML_SCALAR_NODE ? scalar(kn) : "";
+        if (strcmp(key, "select") == 0) {
+            if (vn->type != YAML_MAPPING_NODE) {
+                set_err(err, errlen, "%s:%zu: replay.schedules[%zu].select: expected a mapping",
+                        name, kl, index);
+                return ES_INVALID;
+            }
+            for (yaml_node_pair_t *q = vn->data.mapping.pairs.start;
+                 q < vn->data.mapping.pairs.top; q++) {
+                yaml_node_t *fk = yaml_document_get_node(doc, q->key);
+                yaml_node_t *fv = yaml_document_get_node(doc, q->value);
+                size_t fl = fk->start_mark.line + 1;
+                const char *fkey = fk->type == YAML_SCALAR_NODE ? scalar(fk) : "";
+                if (fv->type != YAML_SCALAR_NODE) {
+                    set_err(err, errlen, "%s:%zu: replay.schedules[%zu].select.%s: expected a value",
+                            name, fl, index, fkey);
+                    return ES_INVALID;
+                }
+                char **slot = strcmp(fkey, "status") == 0           ? &s->status
+                              : strcmp(fkey, "event_type") == 0     ? &s->event_type
+                              : strcmp(fkey, "event_source") == 0   ? &s->event_source
+                              : strcmp(fkey, "event_category") == 0 ? &s->event_category
+                                                                    : NULL;
+                if (strcmp(fkey, "window_seconds") == 0) {
+                    if (!es_parse_int64(scalar(fv), strlen(scalar(fv)), &s->window_seconds) ||
+                        s->window_seconds < 1) {
+                        set_err(err, errlen,
+                                "%s:%zu: replay.schedules[%zu].select.window_seconds: expected a "
+                                "positive integer",
+                                name, fl, index);
+                        return ES_INVALID;
+                    }
+                } else if (slot != NULL) {
+                    set_str(slot, scalar(fv));
+                } else {
+                    set_err(err, errlen, "%s:%zu: unknown key replay.schedules[%zu].select.%s",
+                            name, fl, index, fkey);
+                    return ES_INVALID;
+                }
+            }
+            continue;
+        }
+        if (vn->type != YAML_SCALAR_NODE) {
+            set_err(err, errlen, "%s:%zu: replay.schedules[%zu].%s: expected a value", name, kl,
+                    index, key);
+            return ES_INVALID;
+        }
+        char **slot = strcmp(key, "name") == 0              ? &s->name
+                      : strcmp(key, "cron") == 0            ? &s->cron_expr
+                      : strcmp(key, "mode") == 0            ? &s->mode
+                      : strcmp(key, "target_service") == 0  ? &s->target_service
+                      : strcmp(key, "subscription_id") == 0 ? &s->subscription_id
+                                                            : NULL;
+        if (slot == NULL) {
+            set_err(err, errlen, "%s:%zu: unknown key replay.schedules[%zu].%s", name, kl, index,
+                    key);
+            return ES_INVALID;
+        }
+        set_str(slot, scalar(vn));
+        if (slot == &s->cron_expr) {
+            char why[160];
+            if (!es_cron_parse(s->cron_expr, &s->cron, why, sizeof(why))) {
+                set_err(err, errlen, "%s:%zu: replay.schedules[%zu].cron: \"%s\": %s", name,
+                        vn->start_mark.line + 1, index, s->cron_expr, why);
+                return ES_INVALID;
+            }
+        }
+    }
+    const char *missing = s->name == NULL ? "name" : s->cron_expr == NULL ? "cron" : NULL;
+    if (missing != NULL) {
+        set_err(err, errlen, "%s:%zu: replay.schedules[%zu].%s: required", name, line, index,
+                missing);
+        return ES_INVALID;
+    }
+    if (s->mode == NULL)
+        s->mode = es_xstrdup("reprocess");
+    if (strcmp(s->mode, "reprocess") != 0 && strcmp(s->mode, "republish") != 0 &&
+        strcmp(s->mode, "redeliver") != 0) {
+        set_err(err, errlen,
+                "%s:%zu: replay.schedules[%zu].mode: expected reprocess, republish or redeliver",
+                name, line, index);
+        return ES_INVALID;
+    }
+    if (strcmp(s->mode, "redeliver") == 0 && s->subscription_id == NULL) {
+        set_err(err, errlen, "%s:%zu: replay.schedules[%zu].subscription_id: required to redeliver",
+                name, line, index);
+        return ES_INVALID;
+    }
+    return ES_OK;
+}
+
 static es_rc_t apply_node(es_config_t *cfg, yaml_document_t *doc, const key_t_ *k,
                           yaml_node_t *val, const char *name, char *err, size_t errlen)
 {
+    if (k->kind == K_SCHEDULES) {
+        schedules_free(cfg);
+        if (is_null(val))
+            return ES_OK;
+        if (val->type != YAML_SEQUENCE_NODE) {
+            set_err(err, errlen, "%s:%zu: replay.schedules: expected a list", name,
+                    val->start_mark.line + 1);
+            return ES_INVALID;
+        }
+        size_t n = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
+        cfg->replay.schedules = es_xcalloc(ES_MAX(n, 1), sizeof(es_schedule_t));
+        for (size_t i = 0; i < n; i++) {
+            cfg->replay.nschedules = i + 1;
+            yaml_node_t *item = yaml_document_get_node(doc, val->data.sequence.items.start[i]);
+            if (parse_schedule(&cfg->replay.schedules[i], doc, item, name, i, err, errlen) !=
+                ES_OK)
+                return ES_INVALID;
+            for (size_t j = 0; j < i; j++)
+                if (strcmp(cfg->replay.schedules[j].name, cfg->replay.schedules[i].name) == 0) {
+                    set_err(err, errlen, "%s:%zu: replay.schedules[%zu].name: \"%s\" is used twice",
+                            name, item->start_mark.line + 1, i, cfg->replay.schedules[i].name);
+                    return ES_INVALID;
+                }
+        }
+        return ES_OK;
+    }
     char where[300];
     snprintf(where, sizeof(where), "%s:%zu", name, val->start_mark.line + 1);
     if (k->kind == K_STRLIST) {
@@ -556,6 +723,12 @@ es_rc_t es_config_validate(const es_config_t *cfg, char *err, size_t errlen)
                     cfg->service.trusted_proxies.items[i]);
             return ES_INVALID;
         }
+    }
+    if (strcmp(cfg->replay.catch_up, "latest") != 0 && strcmp(cfg->replay.catch_up, "all") != 0 &&
+        strcmp(cfg->replay.catch_up, "none") != 0) {
+        set_err(err, errlen, "%s: replay.catch_up: expected latest, all or none, got \"%s\"", p,
+                cfg->replay.catch_up);
+        return ES_INVALID;
     }
     if (cfg->processing.backoff_max_ms < cfg->processing.backoff_base_ms) {
         set_err(err, errlen, "%s: processing.backoff_max_ms: must be >= backoff_base_ms", p);

@@ -11,6 +11,7 @@
 #define ES_CONFIG_H
 
 #include "common/es.h"
+#include "common/cron.h"
 #include "common/log.h"
 
 #include <stddef.h>
@@ -24,6 +25,22 @@ typedef struct {
     int *items;
     size_t len;
 } es_intlist_t;
+
+/* A scheduled replay (replay.schedules). */
+typedef struct {
+    char *name;
+    char *cron_expr;
+    es_cron_t cron;
+    char *mode;            /* reprocess | republish | redeliver */
+    char *target_service;  /* republish: event.replay.<target_service> */
+    char *subscription_id; /* redeliver */
+    /* which events: timestamp in [fire time - window_seconds, fire time], and */
+    int64_t window_seconds;
+    char *status;          /* optional filters, NULL = any */
+    char *event_type;
+    char *event_source;
+    char *event_category;
+} es_schedule_t;
 
 typedef struct es_config {
     char *path; /* file it was loaded from, or NULL for pure defaults */
@@ -106,6 +123,14 @@ typedef struct es_config {
         int max_event_bytes;
         int max_batch_bytes;
     } tracking;
+    struct {
+        int page_size;
+        int lease_seconds;
+        char *catch_up; /* latest | all | none */
+        int max_catch_up;
+        es_schedule_t *schedules;
+        size_t nschedules;
+    } replay;
     struct {
         es_log_level_t level;
         bool json;

@@ -5,6 +5,7 @@
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/nats.h"
+#include "common/pgsync.h"
 #include "common/timeutil.h"
 
 #include <libpq-fe.h>
@@ -21,8 +22,7 @@
 
 struct es_backend {
     const es_config_t *cfg;
-    char *conninfo;
-    PGconn *db;
+    es_pgsync_t db;
     es_nats_t *nats;
     natsSubscription *sub;
     pthread_t thread;
@@ -173,24 +173,6 @@ static bool ensure_consumer(es_backend_t *b)
     return true;
 }
 
-static PGresult *query(es_backend_t *b, const char *sql, int n, const char *const *params)
-{
-    if (b->db == NULL || PQstatus(b->db) != CONNECTION_OK) {
-        if (b->db != NULL)
-            PQfinish(b->db);
-        b->db = PQconnectdb(b->conninfo);
-        if (PQstatus(b->db) != CONNECTION_OK)
-            return NULL;
-    }
-    PGresult *r = PQexecParams(b->db, sql, n, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        es_warn("backend: storing events failed: %s", PQresultErrorMessage(r));
-        PQclear(r);
-        return NULL;
-    }
-    return r;
-}
-
 /* Stores one fetched batch; acknowledges what was stored, terminates what can
  * never be an event, leaves the rest for redelivery. */
 static void handle(es_backend_t *b, natsMsgList *list)
@@ -244,9 +226,10 @@ static void handle(es_backend_t *b, natsMsgList *list)
     es_buf_putc(&reqs, ']');
     if (stored > 0) {
         const char *params[1] = {reqs.data};
-        PGresult *r = query(b, "SELECT req, code FROM event.ingest($1::jsonb) WHERE event_id IS "
-                               "NULL AND code = 409",
-                            1, params);
+        PGresult *r = es_pgsync_query(&b->db, "store backend events",
+                                      "SELECT req, code FROM event.ingest($1::jsonb) WHERE "
+                                      "event_id IS NULL AND code = 409",
+                                      1, params);
         if (r == NULL) {
             es_warn("backend: %d events not stored; they will be redelivered", stored);
         } else {
@@ -304,7 +287,7 @@ es_backend_t *es_backend_start(const es_config_t *cfg, const char *conninfo)
         return NULL;
     es_backend_t *b = es_xcalloc(1, sizeof(*b));
     b->cfg = cfg;
-    b->conninfo = es_xstrdup(conninfo);
+    es_pgsync_init(&b->db, conninfo, "backend ingestion");
     b->nats = es_nats_open(cfg, "event_service backend");
     if (pthread_create(&b->thread, NULL, run, b) != 0) {
         es_error("cannot start the backend consumer thread");
@@ -322,8 +305,6 @@ void es_backend_stop(es_backend_t *b)
     if (b->sub != NULL)
         natsSubscription_Destroy(b->sub); /* Destroy, not Unsubscribe: the durable stays */
     es_nats_close(b->nats, 2000);
-    if (b->db != NULL)
-        PQfinish(b->db);
-    free(b->conninfo);
+    es_pgsync_close(&b->db);
     free(b);
 }

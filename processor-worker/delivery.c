@@ -4,6 +4,7 @@
 #include "common/event_row.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/pgsync.h"
 #include "common/timeutil.h"
 #include "common/webhook.h"
 
@@ -66,8 +67,7 @@ typedef struct xfer {
 
 struct es_delivery {
     const es_config_t *cfg;
-    char *conninfo;
-    PGconn *db;
+    es_pgsync_t db;
     CURLM *multi;
     pthread_t thread;
     atomic_bool stopping;
@@ -83,24 +83,7 @@ struct es_delivery {
 static PGresult *query(es_delivery_t *d, const char *what, const char *sql, int n,
                        const char *const *params)
 {
-    if (d->db == NULL || PQstatus(d->db) != CONNECTION_OK) {
-        if (d->db != NULL)
-            PQfinish(d->db);
-        d->db = PQconnectdb(d->conninfo);
-        if (PQstatus(d->db) != CONNECTION_OK) {
-            es_debug("delivery: database unavailable: %s", PQerrorMessage(d->db));
-            return NULL;
-        }
-        PQclear(PQexec(d->db, "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'"));
-    }
-    PGresult *r = PQexecParams(d->db, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-        es_warn("delivery: %s failed: %s", what, PQresultErrorMessage(r));
-        PQclear(r);
-        return NULL;
-    }
-    return r;
+    return es_pgsync_query(&d->db, what, sql, n, params);
 }
 
 int64_t es_delivery_retry_delay_s(const es_config_t *cfg, const char *policy_json, int attempt)
@@ -456,7 +439,7 @@ es_delivery_t *es_delivery_start(const es_config_t *cfg, const char *conninfo)
 {
     es_delivery_t *d = es_xcalloc(1, sizeof(*d));
     d->cfg = cfg;
-    d->conninfo = es_xstrdup(conninfo);
+    es_pgsync_init(&d->db, conninfo, "delivery");
     d->multi = curl_multi_init();
     curl_multi_setopt(d->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)cfg->delivery.concurrency);
     curl_multi_setopt(d->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L);
@@ -489,8 +472,6 @@ void es_delivery_stop(es_delivery_t *d)
         free(c);
     }
     curl_multi_cleanup(d->multi);
-    if (d->db != NULL)
-        PQfinish(d->db);
-    free(d->conninfo);
+    es_pgsync_close(&d->db);
     free(d);
 }

@@ -3,6 +3,7 @@
 #include "common/event_row.h"
 #include "common/log.h"
 #include "common/nats.h"
+#include "common/pgsync.h"
 #include "common/publish.h"
 #include "common/timeutil.h"
 
@@ -18,8 +19,7 @@
 
 struct es_outbox {
     const es_config_t *cfg;
-    char *conninfo;
-    PGconn *db;
+    es_pgsync_t db;
     es_nats_t *nats;
     bool leader;
     bool have_mark; /* a candidate horizon waiting to settle */
@@ -33,25 +33,10 @@ struct es_outbox {
 
 static PGresult *query(es_outbox_t *o, const char *sql, int n, const char *const *params)
 {
-    if (o->db == NULL || PQstatus(o->db) != CONNECTION_OK) {
-        if (o->db != NULL)
-            PQfinish(o->db);
-        o->db = PQconnectdb(o->conninfo);
+    PGresult *r = es_pgsync_query(&o->db, "publish", sql, n, params);
+    if (o->db.fresh) { /* a new session holds no lock and no pending mark */
         o->leader = false;
         o->have_mark = false;
-        if (PQstatus(o->db) != CONNECTION_OK) {
-            es_debug("outbox: database unavailable: %s", PQerrorMessage(o->db));
-            return NULL;
-        }
-    }
-    PGresult *r = PQexecParams(o->db, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-        es_warn("outbox: %s", PQresultErrorMessage(r));
-        PQclear(r);
-        if (PQstatus(o->db) != CONNECTION_OK)
-            o->leader = false;
-        return NULL;
     }
     return r;
 }
@@ -132,7 +117,8 @@ static int walk_stored(es_outbox_t *o)
         snprintf(lasts, sizeof(lasts), "%lld", (long long)last);
         const char *up[1] = {lasts};
         r = query(o,
-                  "UPDATE event.outbox_state SET position = $1::bigint, updated_at = now() "
+                  "UPDATE event.outbox_state SET position = greatest(position, $1::bigint), "
+                  "updated_at = now() "
                   "WHERE name = 'event.stored'",
                   1, up);
         if (r == NULL)
@@ -235,7 +221,7 @@ es_outbox_t *es_outbox_start(const es_config_t *cfg, const char *conninfo)
 {
     es_outbox_t *o = es_xcalloc(1, sizeof(*o));
     o->cfg = cfg;
-    o->conninfo = es_xstrdup(conninfo);
+    es_pgsync_init(&o->db, conninfo, "event.stored publisher");
     pthread_mutex_init(&o->mu, NULL);
     pthread_cond_init(&o->cv, NULL);
     o->nats = es_nats_open(cfg, "event_service publisher");
@@ -263,11 +249,9 @@ void es_outbox_stop(es_outbox_t *o)
     pthread_cond_signal(&o->cv);
     pthread_mutex_unlock(&o->mu);
     pthread_join(o->thread, NULL);
-    if (o->db != NULL)
-        PQfinish(o->db); /* releases the publisher lock */
+    es_pgsync_close(&o->db); /* releases the publisher lock */
     es_nats_close(o->nats, 2000);
     pthread_cond_destroy(&o->cv);
     pthread_mutex_destroy(&o->mu);
-    free(o->conninfo);
     free(o);
 }

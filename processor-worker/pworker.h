@@ -6,6 +6,7 @@
 
 #include "common/config.h"
 #include "common/nats.h"
+#include "common/pgsync.h"
 
 #include <curl/curl.h>
 #include <libpq-fe.h>
@@ -14,7 +15,7 @@
 typedef struct es_pworker {
     const es_config_t *cfg;
     char *conninfo;
-    PGconn *db; /* blocking connection of the processing thread */
+    es_pgsync_t db; /* the processing thread's connection */
     es_nats_t *nats;
     CURLM *multi;
     int master_fd;
@@ -31,9 +32,7 @@ extern volatile sig_atomic_t es_pworker_stop;
 /* Sends a heartbeat to the master when one is due; notices the master's death. */
 void es_pworker_heartbeat(es_pworker_t *w);
 
-/* Runs sql on w->db, reconnecting first if the connection is broken. Returns
- * a result with status TUPLES_OK (caller PQclears), or NULL after logging the
- * error (what, the caller's name for the statement, is in the log line). */
+/* Runs sql on w->db (es_pgsync_query). */
 PGresult *es_pworker_query(es_pworker_t *w, const char *what, const char *sql, int nparams,
                            const char *const *params);
 

@@ -112,25 +112,7 @@ void es_pworker_heartbeat(es_pworker_t *w)
 PGresult *es_pworker_query(es_pworker_t *w, const char *what, const char *sql, int nparams,
                            const char *const *params)
 {
-    if (w->db == NULL || PQstatus(w->db) != CONNECTION_OK) {
-        if (w->db != NULL)
-            PQfinish(w->db);
-        w->db = PQconnectdb(w->conninfo);
-        if (PQstatus(w->db) != CONNECTION_OK) {
-            es_warn("%s: database unavailable: %s", what, PQerrorMessage(w->db));
-            return NULL;
-        }
-        PQclear(PQexec(w->db, "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'"));
-        es_info("database connection established");
-    }
-    PGresult *r = PQexecParams(w->db, sql, nparams, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-        es_warn("%s failed: %s", what, PQresultErrorMessage(r));
-        PQclear(r);
-        return NULL;
-    }
-    return r;
+    return es_pgsync_query(&w->db, what, sql, nparams, params);
 }
 
 /* Milliseconds until the earliest queued event is due (a retry waiting out
@@ -169,6 +151,7 @@ int es_processor_worker_main(const es_config_t *cfg, int master_fd)
     signal(SIGHUP, SIG_IGN);
 
     w.conninfo = es_config_conninfo(cfg);
+    es_pgsync_init(&w.db, w.conninfo, "processing");
     w.nats = es_nats_open(cfg, "event_service processor");
     w.multi = curl_multi_init();
     curl_multi_setopt(w.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 256L);
@@ -207,8 +190,7 @@ int es_processor_worker_main(const es_config_t *cfg, int master_fd)
     wake.outbox = NULL;
     es_nats_close(w.nats, 2000);
     curl_multi_cleanup(w.multi);
-    if (w.db != NULL)
-        PQfinish(w.db);
+    es_pgsync_close(&w.db);
     free(w.conninfo);
     return 0;
 }

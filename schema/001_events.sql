@@ -107,7 +107,8 @@ CREATE TABLE event.processing_queue (
     event_id varchar(255) NOT NULL,
     run_at   timestamptz NOT NULL DEFAULT now(),
     attempts integer NOT NULL DEFAULT 0,
-    claim    text          -- token of the claim that holds the row
+    claim    text,         -- token of the claim that holds the row
+    rerun    boolean NOT NULL DEFAULT false -- reprocessing: run even processors that succeeded
 );
 CREATE INDEX processing_queue_due ON event.processing_queue (run_at, position);
 

@@ -97,12 +97,14 @@ LANGUAGE sql AS $$
             attempts = q.attempts + 1,
             claim = p_token
         WHERE q.position = ANY (ARRAY(SELECT c.position FROM c)) -- index probes, never a scan
-        RETURNING q.position, q.event_id, q.attempts
+        RETURNING q.position, q.event_id, q.attempts, q.rerun
     )
     SELECT u.position, u.attempts,
-           (SELECT to_json(array_agg(DISTINCT r.processor_name))::text
-            FROM event.processing_results r
-            WHERE r.event_id = u.event_id AND r.status = 'success'),
+           CASE WHEN NOT u.rerun THEN
+               (SELECT to_json(array_agg(DISTINCT r.processor_name))::text
+                FROM event.processing_results r
+                WHERE r.event_id = u.event_id AND r.status = 'success')
+           END,
            e.event_id::text, e.event_type::text, e.event_source::text, e.event_category::text,
            e.user_id::text, e.session_id::text, e.organization_id::text, e.device_id::text,
            e.correlation_id::text, e.data::text, e.metadata::text, e.context::text,

@@ -1,0 +1,60 @@
+#include "common/pgsync.h"
+
+#include "common/log.h"
+
+#include <stdlib.h>
+
+void es_pgsync_init(es_pgsync_t *db, const char *conninfo, const char *who)
+{
+    db->conninfo = es_xstrdup(conninfo);
+    db->conn = NULL;
+    db->fresh = false;
+    es_strlcpy(db->who, who, sizeof(db->who));
+}
+
+void es_pgsync_close(es_pgsync_t *db)
+{
+    if (db->conn != NULL)
+        PQfinish(db->conn);
+    db->conn = NULL;
+    ES_FREE(&db->conninfo);
+}
+
+static bool ensure(es_pgsync_t *db, const char *what)
+{
+    db->fresh = false;
+    if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK)
+        return true;
+    if (db->conn != NULL)
+        PQfinish(db->conn);
+    db->conn = PQconnectdb(db->conninfo);
+    if (PQstatus(db->conn) != CONNECTION_OK) {
+        es_debug("%s: %s: database unavailable: %s", db->who, what, PQerrorMessage(db->conn));
+        return false;
+    }
+    PQclear(PQexec(db->conn, "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'"));
+    db->fresh = true;
+    return true;
+}
+
+PGresult *es_pgsync_query(es_pgsync_t *db, const char *what, const char *sql, int nparams,
+                          const char *const *params)
+{
+    if (!ensure(db, what))
+        return NULL;
+    PGresult *r = PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        es_warn("%s: %s failed: %s", db->who, what, PQresultErrorMessage(r));
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+bool es_pgsync_exec(es_pgsync_t *db, const char *what, const char *sql)
+{
+    PGresult *r = es_pgsync_query(db, what, sql, 0, NULL);
+    PQclear(r);
+    return r != NULL;
+}

@@ -1,0 +1,32 @@
+/*
+ * pgsync.h - a blocking PostgreSQL connection for the worker threads that may
+ * block (processor and replay workers, never the API's event loop): opened on
+ * first use and re-opened after it broke, session in UTC with ISO dates.
+ */
+#ifndef ES_PGSYNC_H
+#define ES_PGSYNC_H
+
+#include "common/es.h"
+
+#include <libpq-fe.h>
+
+typedef struct {
+    char *conninfo;
+    PGconn *conn;
+    char who[48]; /* names the user in log lines */
+    bool fresh;   /* the last query (re)connected: session state was lost */
+} es_pgsync_t;
+
+void es_pgsync_init(es_pgsync_t *db, const char *conninfo, const char *who);
+void es_pgsync_close(es_pgsync_t *db);
+
+/* Runs sql with text parameters; reconnects first when the connection is
+ * broken. Returns the result (TUPLES_OK or COMMAND_OK; caller PQclears), or
+ * NULL after logging what failed. */
+PGresult *es_pgsync_query(es_pgsync_t *db, const char *what, const char *sql, int nparams,
+                          const char *const *params);
+
+/* A statement without result rows (BEGIN, COMMIT, ...); false on failure. */
+bool es_pgsync_exec(es_pgsync_t *db, const char *what, const char *sql) ES_MUST_CHECK;
+
+#endif
