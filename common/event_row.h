@@ -34,6 +34,7 @@ enum {
     ES_COL_STATUS = 13,
     ES_COL_TIMESTAMP = 18,
     ES_COL_STREAM_ID = 23,
+    ES_COL_STREAM_VERSION = 24,
     ES_COL_POSITION = 25,
 };
 

@@ -23,6 +23,8 @@ typedef struct es_nats es_nats_t;
 #define ES_WAKE_SUBJECT "event_service.wake.processing"
 /* The same for webhook deliveries (created by processing, resent by the API). */
 #define ES_WAKE_DELIVERY "event_service.wake.delivery"
+/* The same for replay jobs (requested through the API). */
+#define ES_WAKE_REPLAY "event_service.wake.replay"
 
 /* Starts connecting to cfg->nats.url (returns at once). When nats.enabled is
  * false returns a handle whose publishes all answer ES_AGAIN. name is the

@@ -58,3 +58,9 @@ bool es_pgsync_exec(es_pgsync_t *db, const char *what, const char *sql)
     PQclear(r);
     return r != NULL;
 }
+
+void es_pgsync_rollback(es_pgsync_t *db)
+{
+    if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK)
+        PQclear(PQexec(db->conn, "ROLLBACK"));
+}

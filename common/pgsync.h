@@ -26,6 +26,10 @@ void es_pgsync_close(es_pgsync_t *db);
 PGresult *es_pgsync_query(es_pgsync_t *db, const char *what, const char *sql, int nparams,
                           const char *const *params);
 
+/* Ends the open transaction without effect (a failure only matters for the
+ * session, which ensure() replaces when broken). */
+void es_pgsync_rollback(es_pgsync_t *db);
+
 /* A statement without result rows (BEGIN, COMMIT, ...); false on failure. */
 bool es_pgsync_exec(es_pgsync_t *db, const char *what, const char *sql) ES_MUST_CHECK;
 

@@ -14,6 +14,7 @@
 
 #include "api-worker/worker.h"
 #include "processor-worker/worker.h"
+#include "replay-worker/worker.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 
@@ -31,7 +32,7 @@
 #define MAX_PROCS 1024
 #define MAX_LISTENERS 256
 
-typedef enum { ROLE_API, ROLE_PROCESSOR, ROLE_COUNT } role_t;
+typedef enum { ROLE_API, ROLE_PROCESSOR, ROLE_REPLAY, ROLE_COUNT } role_t;
 
 typedef struct {
     const char *name;
@@ -48,9 +49,15 @@ static int processor_count(const es_config_t *cfg)
     return cfg->workers.processor;
 }
 
+static int replay_count(const es_config_t *cfg)
+{
+    return cfg->workers.replay;
+}
+
 static const role_info_t roles[ROLE_COUNT] = {
     {"api", api_count},
     {"processor", processor_count},
+    {"replay", replay_count},
 };
 
 typedef struct {
@@ -161,6 +168,8 @@ static void spawn(proc_t *p)
             rc = es_api_worker_main(cfg, listen_fd, sv[1]);
         else if (p->role == ROLE_PROCESSOR)
             rc = es_processor_worker_main(cfg, sv[1]);
+        else if (p->role == ROLE_REPLAY)
+            rc = es_replay_worker_main(cfg, sv[1]);
         exit(rc);
     }
     close(sv[1]);

@@ -220,3 +220,46 @@ LANGUAGE sql AS $$
     )
     SELECT (SELECT count(*) FROM ins)::integer + 0 * (SELECT count(*) FROM undead)::integer
 $$;
+
+-- The events a replay selector names, after p_after and up to p_upper (global
+-- positions; stream versions for a stream selector), in replay order, at most
+-- p_limit. Selectors: {"event_ids": [...]}, {"stream_id": "..."}, or
+-- {"start_time", "end_time", "filters": {user_id, event_type, event_source,
+-- event_category, status}}. Used by the replay workers page by page and by
+-- the API's dry run.
+CREATE FUNCTION event.replay_select(p_selector jsonb, p_after bigint, p_upper bigint,
+                                    p_limit int)
+RETURNS SETOF event.events
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_sql text;
+    v_f jsonb := coalesce(p_selector -> 'filters', '{}');
+    v_key text;
+BEGIN
+    IF p_selector ? 'event_ids' THEN
+        RETURN QUERY
+        SELECT e.* FROM event.events e
+        WHERE e.event_id = ANY (ARRAY(SELECT jsonb_array_elements_text(p_selector -> 'event_ids')))
+          AND e.position > p_after AND e.position <= p_upper
+        ORDER BY e.position LIMIT p_limit;
+    ELSIF p_selector ? 'stream_id' THEN
+        RETURN QUERY
+        SELECT e.* FROM event.events e
+        WHERE e.stream_id = p_selector ->> 'stream_id'
+          AND e.stream_version > p_after AND e.stream_version <= p_upper
+        ORDER BY e.stream_version LIMIT p_limit;
+    ELSE
+        -- Only the filters present become conditions (a plan per shape).
+        v_sql := 'SELECT e.* FROM event.events e WHERE e.timestamp >= ($1 ->> ''start_time'')::timestamptz'
+                 ' AND e.timestamp <= ($1 ->> ''end_time'')::timestamptz'
+                 ' AND e.position > $2 AND e.position <= $3';
+        FOREACH v_key IN ARRAY ARRAY['user_id', 'event_type', 'event_source', 'event_category', 'status']
+        LOOP
+            IF v_f ? v_key THEN
+                v_sql := v_sql || format(' AND e.%I = $1 -> ''filters'' ->> %L', v_key, v_key);
+            END IF;
+        END LOOP;
+        v_sql := v_sql || ' ORDER BY e.position LIMIT $4';
+        RETURN QUERY EXECUTE v_sql USING p_selector, p_after, p_upper, p_limit;
+    END IF;
+END $$;
