@@ -2,6 +2,7 @@
 
 #include "api-worker/http.h"
 #include "api-worker/pg.h"
+#include "api-worker/routes.h"
 #include "api-worker/worker.h"
 #include "common/log.h"
 
@@ -29,6 +30,7 @@ static void on_result(void *ctx, const PGresult *res, const char *err)
                 es_async_error(&d->async, 500, "internal error");
         } else {
             h2o_req_t *req = d->async.req;
+            es_async_enter(&d->async);
             es_async_end(&d->async);
             d->cb(req, res, d->user);
         }

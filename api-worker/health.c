@@ -49,6 +49,7 @@ static void on_ping(void *ctx, const PGresult *res, const char *err)
 {
     es_async_t *a = ctx;
     h2o_req_t *req = a->req;
+    es_async_enter(a);
     es_async_end(a);
     if (req != NULL)
         reply_ready(req, res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK

@@ -1,6 +1,8 @@
 #include "api-worker/http.h"
 
+#include "api-worker/routes.h"
 #include "api-worker/worker.h"
+#include "common/metrics.h"
 #include "common/buf.h"
 #include "common/log.h"
 
@@ -8,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/time.h>
 #include <zlib.h>
 
 static const char *reason_of(int status)
@@ -48,6 +51,12 @@ static const char *reason_of(int status)
 
 void es_http_json(h2o_req_t *req, int status, const char *body, size_t len)
 {
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    double secs = (double)(now.tv_sec - req->timestamps.request_begin_at.tv_sec) +
+                  (double)(now.tv_usec - req->timestamps.request_begin_at.tv_usec) / 1e6;
+    int route = req == es_current_req ? es_current_route : es_route_index(req);
+    es_metrics_http(route, status, secs < 0 ? 0 : secs);
     req->res.status = status;
     req->res.reason = reason_of(status);
     req->res.content_length = len;
@@ -356,6 +365,7 @@ void es_async_begin(es_async_t *a, h2o_req_t *req)
 {
     memset(a, 0, sizeof(*a));
     a->req = req;
+    a->route = req == es_current_req ? es_current_route : -1;
     a->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*a->guard), on_request_disposed);
     a->guard->a = a;
     a->deadline.cb = on_deadline;
@@ -363,9 +373,16 @@ void es_async_begin(es_async_t *a, h2o_req_t *req)
     es_api->inflight++;
 }
 
+void es_async_enter(const es_async_t *a)
+{
+    es_current_req = a->req;
+    es_current_route = a->route;
+}
+
 void es_async_json(es_async_t *a, int status, const char *body, size_t len)
 {
     h2o_req_t *req = a->req;
+    es_async_enter(a);
     detach(a);
     if (req != NULL)
         es_http_json(req, status, body, len);
@@ -374,6 +391,7 @@ void es_async_json(es_async_t *a, int status, const char *body, size_t len)
 void es_async_error(es_async_t *a, int status, const char *detail)
 {
     h2o_req_t *req = a->req;
+    es_async_enter(a);
     detach(a);
     if (req != NULL)
         es_http_error(req, status, detail);

@@ -50,6 +50,7 @@ const char *es_http_header(h2o_req_t *req, const char *name, size_t *len);
 
 typedef struct es_async {
     h2o_req_t *req; /* NULL once answered, timed out, or gone */
+    int route;      /* for the metrics of the answer */
     struct es_async_guard *guard;
     h2o_timeout_entry_t deadline;
 } es_async_t;
@@ -63,5 +64,9 @@ void es_async_json(es_async_t *a, int status, const char *body, size_t len);
 void es_async_error(es_async_t *a, int status, const char *detail);
 /* Ends the wait without answering (the request was answered elsewhere or is gone). */
 void es_async_end(es_async_t *a);
+
+/* Marks a (its request, still waiting) as the one being handled: an answer
+ * given with es_http_json by a completion is counted under its route. */
+void es_async_enter(const es_async_t *a);
 
 #endif

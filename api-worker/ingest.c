@@ -2,6 +2,7 @@
 
 #include "common/event_row.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/timeutil.h"
 
 #include <stdlib.h>
@@ -218,6 +219,8 @@ static void deliver_plain(es_ingest_t *in, group_t *g, const PGresult *res)
             positions[e] = row >= 0 ? es_pg_int(res, row, 1) : 0;
         }
         if (complete) {
+            for (int e = 0; e < r->nevents; e++)
+                es_metrics_ingested(r->events[e].source, 1);
             r->out_positions = positions;
             finish(in, r, 201, NULL, NULL, NULL);
         } else {
@@ -278,6 +281,9 @@ static void deliver(es_ingest_t *in, group_t *g, const PGresult *res)
             es_error("event.ingest() returned no row for an event of request %d", idx);
             finish(in, r, 500, "internal error", NULL, NULL);
         } else {
+            for (int e = 0; e < r->nevents; e++) /* code 1: inserted by this call */
+                if (es_pg_int(res, rows[e], 1) == 1)
+                    es_metrics_ingested(r->events[e].source, 1);
             finish(in, r, verdict[idx] ? 200 : 201, NULL, res, rows);
         }
         free(rows);

@@ -10,6 +10,8 @@
 const es_route_t es_routes[] = {
     {"GET", "/health", es_h_health, "health"},
     {"GET", "/health/ready", es_h_ready, "ready"},
+    {"GET", "/metrics", es_h_metrics, "metrics"},
+    {"GET", "/openapi.json", es_h_openapi, "openapi"},
     {"POST", "/api/v1/events/create", es_h_event_create, "events.create"},
     {"GET", "/api/v1/events/frontend/health", es_h_frontend_health, "frontend.health"},
     {"POST", "/api/v1/events/frontend", es_h_frontend_event, "frontend.create"},
@@ -63,6 +65,9 @@ const es_route_t es_routes[] = {
 };
 const int es_routes_count = (int)(sizeof(es_routes) / sizeof(es_routes[0]));
 
+h2o_req_t *es_current_req;
+int es_current_route = -1;
+
 /* Matches path (len bytes, no query) against pattern; fills args (decoded
  * copies in req's pool). */
 static bool match(h2o_req_t *req, const char *pattern, const char *path, size_t len,
@@ -98,6 +103,19 @@ static bool match(h2o_req_t *req, const char *pattern, const char *path, size_t 
     return *p == '\0' && s == end;
 }
 
+int es_route_index(h2o_req_t *req)
+{
+    size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    for (int i = 0; i < es_routes_count; i++) {
+        es_route_args_t args;
+        if (h2o_memis(req->method.base, req->method.len, es_routes[i].method,
+                      strlen(es_routes[i].method)) &&
+            match(req, es_routes[i].pattern, req->path.base, len, &args))
+            return i;
+    }
+    return -1;
+}
+
 void es_route_dispatch(h2o_req_t *req)
 {
     size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
@@ -109,7 +127,10 @@ void es_route_dispatch(h2o_req_t *req)
             continue;
         if (h2o_memis(req->method.base, req->method.len, es_routes[i].method,
                       strlen(es_routes[i].method))) {
+            es_current_req = req;
+            es_current_route = i;
             es_routes[i].fn(req, &args);
+            es_current_req = NULL;
             return;
         }
         if (!path_known || strstr(allow, es_routes[i].method) == NULL) {

@@ -28,11 +28,22 @@ typedef struct {
 extern const es_route_t es_routes[];
 extern const int es_routes_count;
 
+/* Index in es_routes of the route serving req's path and method, or -1. */
+int es_route_index(h2o_req_t *req);
+
+/* The request being handled on this loop right now and its route (set while
+ * a handler or a completion of its runs), so the answer is counted against
+ * the right route without matching the path again. */
+extern h2o_req_t *es_current_req;
+extern int es_current_route;
+
 /* Finds the route for req and runs it; answers 404 or 405 itself. */
 void es_route_dispatch(h2o_req_t *req);
 
 /* Handlers (one file per resource). */
 void es_h_health(h2o_req_t *req, const es_route_args_t *args);
+void es_h_metrics(h2o_req_t *req, const es_route_args_t *args);
+void es_h_openapi(h2o_req_t *req, const es_route_args_t *args);
 void es_h_ready(h2o_req_t *req, const es_route_args_t *args);
 void es_h_event_create(h2o_req_t *req, const es_route_args_t *args);
 void es_h_frontend_health(h2o_req_t *req, const es_route_args_t *args);

@@ -16,6 +16,7 @@
 #include "processor-worker/worker.h"
 #include "replay-worker/worker.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/timeutil.h"
 
 #include <errno.h>
@@ -252,6 +253,7 @@ static bool reap(bool stopping)
         int64_t delay = ES_MIN(100LL << ES_MIN(p->failures - 1, 7), 10000);
         p->respawn_at_ms = now + delay;
         restarts_total[p->role]++;
+        es_metrics_restart((int)p->role);
         es_error("%s worker %d (pid %d) %s%s; restarting in %lld ms", roles[p->role].name,
                  p->slot, (int)pid, why,
                  p->heartbeat_killed ? " after it stopped heartbeating" : "", (long long)delay);
@@ -340,6 +342,7 @@ static void retire_old(int64_t now)
 int es_master_run(es_config_t *config)
 {
     cfg = config;
+    es_metrics_init(); /* before any fork: every worker shares it */
     install_signals();
     char err[512];
     if (es_master_migrate(cfg, 60, err, sizeof(err)) != ES_OK) {

@@ -4,6 +4,7 @@
 #include "common/event_row.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/nats.h"
 #include "common/pgsync.h"
 #include "common/timeutil.h"
@@ -240,6 +241,7 @@ static void handle(es_backend_t *b, natsMsgList *list)
             }
             PQclear(r);
             (void)es_nats_publish(b->nats, ES_WAKE_SUBJECT, "", 0);
+            es_metrics_ingested(ES_SOURCE_BACKEND, stored);
             for (int i = 0; i < n; i++)
                 if (ok[i])
                     natsMsg_Ack(list->Msgs[i], NULL);

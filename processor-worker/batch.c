@@ -10,6 +10,7 @@
 #include "common/event_row.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/publish.h"
 #include "common/timeutil.h"
 #include "processor-worker/batch.h"
@@ -449,6 +450,15 @@ int es_batch_process(es_pworker_t *w)
     PQclear(done);
     publish_results(w, &b, held);
     json_decref(held);
+    int counts[ES_OUT_COUNT] = {0};
+    for (int i = 0; i < n; i++) {
+        es_job_t *j = &b.jobs[i];
+        if (j->event_id != NULL)
+            counts[!j->failed ? ES_OUT_PROCESSED : will_retry(j) ? ES_OUT_RETRY : ES_OUT_FAILED]++;
+    }
+    for (int k = 0; k < ES_OUT_COUNT; k++)
+        if (counts[k])
+            es_metrics_processed((es_proc_outcome_t)k, counts[k]);
 cleanup:
     batch_free(&b);
     PQclear(claim);

@@ -4,6 +4,7 @@
 #include "common/event_row.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/pgsync.h"
 #include "common/timeutil.h"
 #include "common/webhook.h"
@@ -303,6 +304,11 @@ static void add_outcome(es_delivery_t *d, xfer_t *x, CURLcode result, long statu
             json_object_set_new(o, "next_attempt_at", json_string(when));
         }
     }
+    const char *outcome = json_string_value(json_object_get(o, "outcome"));
+    es_metrics_delivery(strcmp(outcome, "delivered") == 0 ? ES_DLV_DELIVERED
+                        : strcmp(outcome, "retry") == 0   ? ES_DLV_RETRY
+                                                          : ES_DLV_DEAD,
+                        1);
     json_array_append_new(x->claim->outcomes, o);
     x->claim->outstanding--;
     if (d->pending_outcomes++ == 0)
