@@ -78,6 +78,7 @@ static const key_t_ keys[] = {
     {"processing", "backoff_base_ms", K_INT, OFF(processing.backoff_base_ms), 1, 3600000},
     {"processing", "backoff_max_ms", K_INT, OFF(processing.backoff_max_ms), 1, 86400000},
     {"processing", "lease_seconds", K_INT, OFF(processing.lease_seconds), 1, 86400},
+    {"processing", "concurrency", K_INT, OFF(processing.concurrency), 1, 64},
     {"delivery", "timeout_ms", K_INT, OFF(delivery.timeout_ms), 100, 300000},
     {"delivery", "concurrency", K_INT, OFF(delivery.concurrency), 1, 10000},
     {"delivery", "batch_size", K_INT, OFF(delivery.batch_size), 1, 10000},
@@ -208,12 +209,13 @@ void es_config_defaults(es_config_t *cfg)
     cfg->consul.host = es_xstrdup("localhost");
     cfg->consul.port = 8500;
     cfg->consul.check_interval_seconds = 30;
-    cfg->processing.batch_size = 100;
+    cfg->processing.batch_size = 500;
     cfg->processing.interval_seconds = 5;
     cfg->processing.max_retries = 3;
     cfg->processing.backoff_base_ms = 1000;
     cfg->processing.backoff_max_ms = 300000;
     cfg->processing.lease_seconds = 30;
+    cfg->processing.concurrency = 2;
     cfg->delivery.timeout_ms = 15000;
     cfg->delivery.concurrency = 256;
     cfg->delivery.batch_size = 200;

@@ -97,6 +97,7 @@ typedef struct es_config {
         int backoff_base_ms;
         int backoff_max_ms;
         int lease_seconds;
+        int concurrency; /* claim loops (threads) per processor worker */
     } processing;
     struct {
         int timeout_ms;

@@ -14,12 +14,12 @@
 
 typedef struct es_pworker {
     const es_config_t *cfg;
-    char *conninfo;
-    es_pgsync_t db; /* the processing thread's connection */
+    es_pgsync_t db; /* this claim loop's connection */
     es_nats_t *nats;
     CURLM *multi;
     int master_fd;
     int64_t last_beat_ms;
+    uint64_t wake_seen; /* the last wake-up generation this loop saw */
     int64_t batches; /* counter for claim tokens */
     char id[48];     /* "host:pid": shows in claim tokens */
     /* Called after a batch created webhook deliveries (wakes the senders). */
@@ -29,7 +29,8 @@ typedef struct es_pworker {
 /* Set by SIGTERM/SIGINT or the master's death. */
 extern volatile sig_atomic_t es_pworker_stop;
 
-/* Sends a heartbeat to the master when one is due; notices the master's death. */
+/* Sends a heartbeat to the master when one is due (only the handle that owns
+ * master_fd; claim loops have -1); notices the master's death. */
 void es_pworker_heartbeat(es_pworker_t *w);
 
 /* Runs sql on w->db (es_pgsync_query). */

@@ -30,10 +30,10 @@ static void on_signal(int sig)
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool woken;
+    uint64_t gen; /* bumped by each wake-up: every waiting loop sees it */
     es_outbox_t *outbox;
     es_delivery_t *delivery;
-} wake = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, NULL, NULL};
+} wake = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL, NULL};
 
 static void on_wake_delivery(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
                              void *closure)
@@ -55,19 +55,20 @@ static void on_wake(natsConnection *nc, natsSubscription *sub, natsMsg *msg, voi
 {
     natsMsg_Destroy(msg);
     pthread_mutex_lock(&wake.mu);
-    wake.woken = true;
-    pthread_cond_signal(&wake.cv);
+    wake.gen++;
+    pthread_cond_broadcast(&wake.cv);
     pthread_mutex_unlock(&wake.mu);
     if (wake.outbox != NULL)
         es_outbox_wake(wake.outbox);
 }
 
 /* Sleeps up to ms, returning early on a wake-up or a stop request. */
+/* Sleeps up to ms, returning early on a wake-up or a stop request. */
 static void wait_for_work(es_pworker_t *w, int64_t ms)
 {
     int64_t until = es_time_mono_ms() + ms;
     pthread_mutex_lock(&wake.mu);
-    while (!wake.woken && !es_pworker_stop) {
+    while (wake.gen == w->wake_seen && !es_pworker_stop) {
         int64_t left = until - es_time_mono_ms();
         if (left <= 0)
             break;
@@ -81,16 +82,15 @@ static void wait_for_work(es_pworker_t *w, int64_t ms)
             ts.tv_nsec -= 1000000000;
         }
         pthread_cond_timedwait(&wake.cv, &wake.mu, &ts);
-        pthread_mutex_unlock(&wake.mu);
-        es_pworker_heartbeat(w);
-        pthread_mutex_lock(&wake.mu);
     }
-    wake.woken = false;
+    w->wake_seen = wake.gen;
     pthread_mutex_unlock(&wake.mu);
 }
 
 void es_pworker_heartbeat(es_pworker_t *w)
 {
+    if (w->master_fd < 0)
+        return; /* processing threads: the main thread beats for the process */
     int64_t now = es_time_mono_ms();
     if (now - w->last_beat_ms < 1000)
         return;
@@ -131,16 +131,23 @@ static int64_t next_due_ms(es_pworker_t *w)
     return ES_MAX(ms, 5);
 }
 
+/* One claim loop (processing.concurrency of them per process): its own
+ * database connection and curl handle; the NATS connection is shared. */
+static void *claim_loop(void *arg)
+{
+    es_pworker_t *w = arg;
+    int64_t poll_ms = (int64_t)(w->cfg->processing.interval_seconds * 1000);
+    while (!es_pworker_stop) {
+        int n = es_batch_process(w);
+        if (n > 0)
+            continue;
+        wait_for_work(w, n < 0 ? ES_MIN(poll_ms, 1000) : ES_MIN(poll_ms, next_due_ms(w)));
+    }
+    return NULL;
+}
+
 int es_processor_worker_main(const es_config_t *cfg, int master_fd)
 {
-    es_pworker_t w;
-    memset(&w, 0, sizeof(w));
-    w.cfg = cfg;
-    w.master_fd = master_fd;
-    char host[32] = "host";
-    gethostname(host, sizeof(host) - 1);
-    snprintf(w.id, sizeof(w.id), "%s:%d", host, (int)getpid());
-
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -150,35 +157,57 @@ int es_processor_worker_main(const es_config_t *cfg, int master_fd)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
 
-    w.conninfo = es_config_conninfo(cfg);
-    es_pgsync_init(&w.db, w.conninfo, "processing");
-    w.nats = es_nats_open(cfg, "event_service processor");
-    w.multi = curl_multi_init();
-    curl_multi_setopt(w.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 256L);
-    wake.outbox = es_outbox_start(cfg, w.conninfo);
-    wake.delivery = es_delivery_start(cfg, w.conninfo);
-    es_backend_t *backend = es_backend_start(cfg, w.conninfo);
-    w.on_deliveries = deliveries_created;
+    char host[32] = "host";
+    gethostname(host, sizeof(host) - 1);
+    char *conninfo = es_config_conninfo(cfg);
+    es_nats_t *nats = es_nats_open(cfg, "event_service processor");
+    wake.outbox = es_outbox_start(cfg, conninfo);
+    wake.delivery = es_delivery_start(cfg, conninfo);
+    es_backend_t *backend = es_backend_start(cfg, conninfo);
     natsSubscription *sub = NULL, *sub_delivery = NULL;
-    if (es_nats_conn(w.nats) != NULL &&
-        (natsConnection_Subscribe(&sub, es_nats_conn(w.nats), ES_WAKE_SUBJECT, on_wake, NULL) !=
+    if (es_nats_conn(nats) != NULL &&
+        (natsConnection_Subscribe(&sub, es_nats_conn(nats), ES_WAKE_SUBJECT, on_wake, NULL) !=
              NATS_OK ||
-         natsConnection_Subscribe(&sub_delivery, es_nats_conn(w.nats), ES_WAKE_DELIVERY,
+         natsConnection_Subscribe(&sub_delivery, es_nats_conn(nats), ES_WAKE_DELIVERY,
                                   on_wake_delivery, NULL) != NATS_OK))
         es_warn("cannot subscribe to wake-ups; polling every %.1f s",
                 cfg->processing.interval_seconds);
 
-    es_info("processor worker running");
-    int64_t poll_ms = (int64_t)(cfg->processing.interval_seconds * 1000);
+    int nloops = cfg->processing.concurrency;
+    es_pworker_t *loops = es_xcalloc((size_t)nloops, sizeof(es_pworker_t));
+    pthread_t *threads = es_xcalloc((size_t)nloops, sizeof(pthread_t));
+    for (int i = 0; i < nloops; i++) {
+        es_pworker_t *w = &loops[i];
+        w->cfg = cfg;
+        w->master_fd = -1;
+        w->nats = nats;
+        w->on_deliveries = deliveries_created;
+        snprintf(w->id, sizeof(w->id), "%s:%d.%d", host, (int)getpid(), i);
+        es_pgsync_init(&w->db, conninfo, "processing");
+        w->multi = curl_multi_init();
+        curl_multi_setopt(w->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 256L);
+        if (pthread_create(&threads[i], NULL, claim_loop, w) != 0) {
+            es_error("cannot start processing thread %d", i);
+            abort();
+        }
+    }
+    es_info("processor worker running (%d claim loops)", nloops);
+
+    /* The main thread keeps the process's heartbeat and notices the master. */
+    es_pworker_t beat;
+    memset(&beat, 0, sizeof(beat));
+    beat.master_fd = master_fd;
     while (!es_pworker_stop) {
-        es_pworker_heartbeat(&w);
-        int n = es_batch_process(&w);
-        if (n > 0)
-            continue;
-        wait_for_work(&w, n < 0 ? ES_MIN(poll_ms, 1000) : ES_MIN(poll_ms, next_due_ms(&w)));
+        es_pworker_heartbeat(&beat);
+        usleep(100 * 1000);
     }
 
     es_info("processor worker stopping");
+    pthread_mutex_lock(&wake.mu);
+    pthread_cond_broadcast(&wake.cv);
+    pthread_mutex_unlock(&wake.mu);
+    for (int i = 0; i < nloops; i++)
+        pthread_join(threads[i], NULL); /* each finishes its batch */
     if (sub != NULL)
         natsSubscription_Destroy(sub);
     if (sub_delivery != NULL)
@@ -188,9 +217,13 @@ int es_processor_worker_main(const es_config_t *cfg, int master_fd)
     wake.delivery = NULL;
     es_outbox_stop(wake.outbox);
     wake.outbox = NULL;
-    es_nats_close(w.nats, 2000);
-    curl_multi_cleanup(w.multi);
-    es_pgsync_close(&w.db);
-    free(w.conninfo);
+    es_nats_close(nats, 2000);
+    for (int i = 0; i < nloops; i++) {
+        curl_multi_cleanup(loops[i].multi);
+        es_pgsync_close(&loops[i].db);
+    }
+    free(loops);
+    free(threads);
+    free(conninfo);
     return 0;
 }

@@ -72,8 +72,9 @@ CREATE TABLE event.outbox (
 
 -- Claims up to p_limit due events (oldest due first, then by position), pushes
 -- them one lease ahead and returns them in position order with the attempt
--- number and the processors that already succeeded for the event (JSON array;
--- non-empty after a retry or an admin retry of a partly processed event).
+-- number and, from the second attempt on, the processors that already
+-- succeeded for the event (JSON array). A first attempt skips that lookup; an
+-- admin retry queues the event as attempt 1 done, so it does the lookup.
 -- A queue row whose event is gone comes back with a NULL event_id.
 CREATE FUNCTION event.claim_events(p_limit int, p_lease_seconds int, p_token text)
 RETURNS TABLE (queue_position bigint, attempts int, done_processors text,
@@ -100,7 +101,7 @@ LANGUAGE sql AS $$
         RETURNING q.position, q.event_id, q.attempts, q.rerun
     )
     SELECT u.position, u.attempts,
-           CASE WHEN NOT u.rerun THEN
+           CASE WHEN u.attempts > 1 AND NOT u.rerun THEN
                (SELECT to_json(array_agg(DISTINCT r.processor_name))::text
                 FROM event.processing_results r
                 WHERE r.event_id = u.event_id AND r.status = 'success')
@@ -308,9 +309,9 @@ BEGIN
         WHERE e.event_id = ANY (p_event_ids) AND e.status = 'failed'
         RETURNING e.*
     ), queued AS (
-        INSERT INTO event.processing_queue (position, event_id)
-        SELECT u.position, u.event_id FROM upd u
-        ON CONFLICT (position) DO UPDATE SET run_at = now(), attempts = 0, claim = NULL
+        INSERT INTO event.processing_queue (position, event_id, attempts)
+        SELECT u.position, u.event_id, 1 FROM upd u
+        ON CONFLICT (position) DO UPDATE SET run_at = now(), attempts = 1, claim = NULL
         RETURNING 1
     ), counted AS (
         INSERT INTO event.event_counters AS c
