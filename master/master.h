@@ -22,4 +22,9 @@ es_rc_t es_listen_open(const char *bind, int port, int n, int *fds, char *err,
                        size_t errlen) ES_MUST_CHECK;
 void es_listen_close(int *fds, int n);
 
+/* Registers this instance in Consul (consul.host:port); false on failure. */
+bool es_consul_register(const es_config_t *cfg);
+/* Removes the registration made by es_consul_register, if any. */
+void es_consul_deregister(const es_config_t *cfg);
+
 #endif

@@ -364,6 +364,8 @@ int es_master_run(es_config_t *config)
     add_generation();
 
     bool stopping = false, failed = false;
+    bool registered = false;
+    int64_t next_consul_ms = 0;
     int64_t stop_deadline = 0;
     struct pollfd pfds[MAX_PROCS + 1];
     int owner[MAX_PROCS + 1];
@@ -404,6 +406,8 @@ int es_master_run(es_config_t *config)
             stopping = true;
             stop_deadline = now + (int64_t)cfg->service.shutdown_timeout_seconds * 1000 + 2000;
             es_info("stopping: asking %d workers to finish their work", nprocs);
+            if (registered)
+                es_consul_deregister(cfg);
             /* New connections are refused from now on; the workers take what
              * the kernel already queued before they let go of their copies. */
             es_listen_close(listen_fds, nlisten);
@@ -440,6 +444,10 @@ int es_master_run(es_config_t *config)
         }
         if (retire_pending)
             retire_old(now);
+        if (cfg->consul.enabled && !registered && now >= next_consul_ms) {
+            registered = es_consul_register(cfg);
+            next_consul_ms = now + (int64_t)cfg->consul.check_interval_seconds * 1000;
+        }
         int64_t beat_timeout = (int64_t)cfg->service.heartbeat_timeout_seconds * 1000;
         for (int i = 0; i < nprocs; i++) {
             proc_t *p = &procs[i];
