@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <string.h>
 
 /* W3C trace context: "00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>". */
 static bool traceparent_valid(const char *v, size_t len)
@@ -76,6 +77,28 @@ static bool apply_idempotency_key(h2o_req_t *req, es_event_t *ev, int index, con
     return true;
 }
 
+/* A caller without the admin role writes only events of its own user:
+ * user_id defaults to it, and another user id is refused (false, answered). */
+static bool own_user(h2o_req_t *req, const es_route_args_t *args, es_event_t *ev, int index,
+                     bool batch)
+{
+    if (args->user == NULL)
+        return true;
+    if (ev->user_id == NULL) {
+        es_event_set_str(&ev->user_id, args->user);
+        return true;
+    }
+    if (strcmp(ev->user_id, args->user) == 0)
+        return true;
+    char msg[160];
+    if (batch)
+        snprintf(msg, sizeof(msg), "events[%d].user_id: you may only write your own events", index);
+    else
+        snprintf(msg, sizeof(msg), "user_id: you may only write your own events");
+    es_http_error(req, 403, msg);
+    return false;
+}
+
 static void on_created(es_ingest_req_t *r, int status, const char *detail)
 {
     if (status != 200 && status != 201) {
@@ -101,7 +124,8 @@ void es_h_event_create(h2o_req_t *req, const es_route_args_t *args)
         es_http_invalid(req, &err);
         return;
     }
-    if (!apply_idempotency_key(req, &r->events[0], 0, body)) {
+    if (!apply_idempotency_key(req, &r->events[0], 0, body) ||
+        !own_user(req, args, &r->events[0], 0, false)) {
         es_ingest_req_free(r);
         json_decref(body);
         return;
@@ -161,7 +185,8 @@ void es_h_event_batch(h2o_req_t *req, const es_route_args_t *args)
             es_ingest_req_free(r);
             goto invalid;
         }
-        if (!apply_idempotency_key(req, &r->events[i], i, json_array_get(list, (size_t)i))) {
+        if (!apply_idempotency_key(req, &r->events[i], i, json_array_get(list, (size_t)i)) ||
+            !own_user(req, args, &r->events[i], i, true)) {
             es_ingest_req_free(r);
             json_decref(body);
             return;
@@ -194,7 +219,10 @@ static void on_event_row(h2o_req_t *req, const PGresult *res, void *user)
 
 void es_h_event_get(h2o_req_t *req, const es_route_args_t *args)
 {
-    const char *params[1] = {args->v[0]};
-    es_dbreq_read(req, "SELECT " ES_EVENT_COLUMNS " FROM event.events e WHERE e.event_id = $1", 1,
-                  params, on_event_row, es_xstrdup(args->v[0]));
+    /* Another user's event does not exist for a non-admin caller. */
+    const char *params[2] = {args->v[0], args->user};
+    es_dbreq_read(req,
+                  "SELECT " ES_EVENT_COLUMNS " FROM event.events e WHERE e.event_id = $1 "
+                  "AND ($2::text IS NULL OR e.user_id = $2::text)",
+                  2, params, on_event_row, es_xstrdup(args->v[0]));
 }

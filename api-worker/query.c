@@ -108,6 +108,8 @@ void es_h_event_query(h2o_req_t *req, const es_route_args_t *args)
     }
     pg->limit = (int)limit;
     pg->keyset = cursor != NULL;
+    if (args->user != NULL) /* a non-admin caller sees its own events only */
+        es_filter_cond(&f, "user_id", "=", "", args->user, false);
 
     es_buf_puts(&sql, "SELECT t.total, p.* FROM (SELECT ");
     if (f.counter_ok)

@@ -1,5 +1,6 @@
 #include "api-worker/routes.h"
 
+#include "api-worker/auth.h"
 #include "api-worker/http.h"
 
 #include <stdio.h>
@@ -8,60 +9,60 @@
 /* Order matters only between a literal segment and "{...}" at the same place:
  * literals are listed first ("/statistics" before "/{event_id}"). */
 const es_route_t es_routes[] = {
-    {"GET", "/health", es_h_health, "health"},
-    {"GET", "/health/ready", es_h_ready, "ready"},
-    {"GET", "/metrics", es_h_metrics, "metrics"},
-    {"GET", "/openapi.json", es_h_openapi, "openapi"},
-    {"POST", "/api/v1/events/create", es_h_event_create, "events.create"},
-    {"GET", "/api/v1/events/frontend/health", es_h_frontend_health, "frontend.health"},
-    {"POST", "/api/v1/events/frontend", es_h_frontend_event, "frontend.create"},
-    {"POST", "/api/v1/events/frontend/batch", es_h_frontend_batch, "frontend.batch"},
-    {"POST", "/webhooks/rudderstack", es_h_rudderstack_webhook, "rudderstack.webhook"},
-    {"POST", "/v1/track", es_h_tracking, "tracking.track"},
-    {"POST", "/v1/page", es_h_tracking, "tracking.page"},
-    {"POST", "/v1/identify", es_h_tracking, "tracking.identify"},
-    {"POST", "/v1/screen", es_h_tracking, "tracking.screen"},
-    {"POST", "/v1/group", es_h_tracking, "tracking.group"},
-    {"POST", "/v1/alias", es_h_tracking, "tracking.alias"},
-    {"POST", "/v1/batch", es_h_tracking, "tracking.batch"},
-    {"POST", "/api/v1/events/batch", es_h_event_batch, "events.batch"},
-    {"POST", "/api/v1/events/query", es_h_event_query, "events.query"},
-    {"GET", "/api/v1/events/statistics", es_h_statistics, "events.statistics"},
-    {"GET", "/api/v1/events/stream/{stream_id}", es_h_stream_get, "streams.get"},
-    {"GET", "/api/v1/events/processors", es_h_processors_list, "processors.list"},
-    {"POST", "/api/v1/events/processors", es_h_processors_create, "processors.create"},
+    {"GET", "/health", es_h_health, "health", ES_PUBLIC},
+    {"GET", "/health/ready", es_h_ready, "ready", ES_PUBLIC},
+    {"GET", "/metrics", es_h_metrics, "metrics", ES_PUBLIC},
+    {"GET", "/openapi.json", es_h_openapi, "openapi", ES_PUBLIC},
+    {"POST", "/api/v1/events/create", es_h_event_create, "events.create", ES_USER},
+    {"GET", "/api/v1/events/frontend/health", es_h_frontend_health, "frontend.health", ES_PUBLIC},
+    {"POST", "/api/v1/events/frontend", es_h_frontend_event, "frontend.create", ES_PUBLIC},
+    {"POST", "/api/v1/events/frontend/batch", es_h_frontend_batch, "frontend.batch", ES_PUBLIC},
+    {"POST", "/webhooks/rudderstack", es_h_rudderstack_webhook, "rudderstack.webhook", ES_PUBLIC},
+    {"POST", "/v1/track", es_h_tracking, "tracking.track", ES_PUBLIC},
+    {"POST", "/v1/page", es_h_tracking, "tracking.page", ES_PUBLIC},
+    {"POST", "/v1/identify", es_h_tracking, "tracking.identify", ES_PUBLIC},
+    {"POST", "/v1/screen", es_h_tracking, "tracking.screen", ES_PUBLIC},
+    {"POST", "/v1/group", es_h_tracking, "tracking.group", ES_PUBLIC},
+    {"POST", "/v1/alias", es_h_tracking, "tracking.alias", ES_PUBLIC},
+    {"POST", "/v1/batch", es_h_tracking, "tracking.batch", ES_PUBLIC},
+    {"POST", "/api/v1/events/batch", es_h_event_batch, "events.batch", ES_USER},
+    {"POST", "/api/v1/events/query", es_h_event_query, "events.query", ES_USER},
+    {"GET", "/api/v1/events/statistics", es_h_statistics, "events.statistics", ES_USER},
+    {"GET", "/api/v1/events/stream/{stream_id}", es_h_stream_get, "streams.get", ES_USER},
+    {"GET", "/api/v1/events/processors", es_h_processors_list, "processors.list", ES_ADMIN},
+    {"POST", "/api/v1/events/processors", es_h_processors_create, "processors.create", ES_ADMIN},
     {"PUT", "/api/v1/events/processors/{processor_id}/toggle", es_h_processors_toggle,
-     "processors.toggle"},
-    {"POST", "/api/v1/events/retry", es_h_events_retry, "events.retry"},
-    {"POST", "/api/v1/events/replay", es_h_replay_create, "replay.create"},
-    {"GET", "/api/v1/events/replay", es_h_replay_list, "replay.list"},
-    {"GET", "/api/v1/events/replay/{replay_id}", es_h_replay_get, "replay.get"},
-    {"POST", "/api/v1/events/replay/{replay_id}/cancel", es_h_replay_cancel, "replay.cancel"},
+     "processors.toggle", ES_ADMIN},
+    {"POST", "/api/v1/events/retry", es_h_events_retry, "events.retry", ES_ADMIN},
+    {"POST", "/api/v1/events/replay", es_h_replay_create, "replay.create", ES_ADMIN},
+    {"GET", "/api/v1/events/replay", es_h_replay_list, "replay.list", ES_ADMIN},
+    {"GET", "/api/v1/events/replay/{replay_id}", es_h_replay_get, "replay.get", ES_ADMIN},
+    {"POST", "/api/v1/events/replay/{replay_id}/cancel", es_h_replay_cancel, "replay.cancel", ES_ADMIN},
     {"GET", "/api/v1/events/projections/{entity_type}/{entity_id}", es_h_projection_get,
-     "projections.get"},
+     "projections.get", ES_USER},
     {"POST", "/api/v1/events/projections/{entity_type}/{entity_id}/rebuild",
-     es_h_projection_rebuild, "projections.rebuild"},
-    {"GET", "/api/v1/events/subscriptions", es_h_subscriptions_list, "subscriptions.list"},
-    {"POST", "/api/v1/events/subscriptions", es_h_subscriptions_create, "subscriptions.create"},
-    {"GET", "/api/v1/events/subscriptions/{id}", es_h_subscriptions_get, "subscriptions.get"},
+     es_h_projection_rebuild, "projections.rebuild", ES_ADMIN},
+    {"GET", "/api/v1/events/subscriptions", es_h_subscriptions_list, "subscriptions.list", ES_ADMIN},
+    {"POST", "/api/v1/events/subscriptions", es_h_subscriptions_create, "subscriptions.create", ES_ADMIN},
+    {"GET", "/api/v1/events/subscriptions/{id}", es_h_subscriptions_get, "subscriptions.get", ES_ADMIN},
     {"DELETE", "/api/v1/events/subscriptions/{id}", es_h_subscriptions_delete,
-     "subscriptions.delete"},
+     "subscriptions.delete", ES_ADMIN},
     {"POST", "/api/v1/events/subscriptions/{id}/enable", es_h_subscriptions_enable,
-     "subscriptions.enable"},
+     "subscriptions.enable", ES_ADMIN},
     {"POST", "/api/v1/events/subscriptions/{id}/disable", es_h_subscriptions_disable,
-     "subscriptions.disable"},
+     "subscriptions.disable", ES_ADMIN},
     {"POST", "/api/v1/events/subscriptions/{id}/rotate-secret", es_h_subscriptions_rotate,
-     "subscriptions.rotate_secret"},
+     "subscriptions.rotate_secret", ES_ADMIN},
     {"POST", "/api/v1/events/subscriptions/{id}/recover", es_h_subscriptions_recover,
-     "subscriptions.recover"},
+     "subscriptions.recover", ES_ADMIN},
     {"GET", "/api/v1/events/subscriptions/{id}/deliveries", es_h_deliveries_list,
-     "deliveries.list"},
+     "deliveries.list", ES_ADMIN},
     {"GET", "/api/v1/events/subscriptions/{id}/deliveries/{delivery_id}", es_h_deliveries_get,
-     "deliveries.get"},
+     "deliveries.get", ES_ADMIN},
     {"POST", "/api/v1/events/subscriptions/{id}/deliveries/{delivery_id}/resend",
-     es_h_deliveries_resend, "deliveries.resend"},
-    {"POST", "/api/v1/events/{event_id}/retry", es_h_event_retry, "events.retry_one"},
-    {"GET", "/api/v1/events/{event_id}", es_h_event_get, "events.get"},
+     es_h_deliveries_resend, "deliveries.resend", ES_ADMIN},
+    {"POST", "/api/v1/events/{event_id}/retry", es_h_event_retry, "events.retry_one", ES_ADMIN},
+    {"GET", "/api/v1/events/{event_id}", es_h_event_get, "events.get", ES_USER},
 };
 const int es_routes_count = (int)(sizeof(es_routes) / sizeof(es_routes[0]));
 
@@ -129,7 +130,8 @@ void es_route_dispatch(h2o_req_t *req)
                       strlen(es_routes[i].method))) {
             es_current_req = req;
             es_current_route = i;
-            es_routes[i].fn(req, &args);
+            if (es_auth_check(req, es_routes[i].access, &args))
+                es_routes[i].fn(req, &args);
             es_current_req = NULL;
             return;
         }

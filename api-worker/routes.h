@@ -9,11 +9,22 @@
 
 #define ES_ROUTE_MAX_ARGS 4
 
-/* Path segments captured by "{name}" in a pattern, percent-decoded, in order. */
+/* Path segments captured by "{name}" in a pattern, percent-decoded, in order,
+ * and who is calling. */
 typedef struct {
     const char *v[ES_ROUTE_MAX_ARGS];
     int n;
+    /* auth (api-worker/auth.c): NULL for an administrator (or auth.mode none);
+     * else the caller's user id, and the handler keeps it to its own events. */
+    const char *user;
 } es_route_args_t;
+
+/* Who may call a route (auth.mode gateway or jwt; none lets everyone in). */
+typedef enum {
+    ES_PUBLIC, /* anyone: health, metrics, public collection, webhooks, tracking API */
+    ES_USER,   /* an identified caller, limited to its own events unless admin */
+    ES_ADMIN,  /* processors, subscriptions, deliveries, replay, retries */
+} es_access_t;
 
 /* A handler answers req, now or later (es_async_t). */
 typedef void (*es_handler_fn)(h2o_req_t *req, const es_route_args_t *args);
@@ -23,6 +34,7 @@ typedef struct {
     const char *pattern; /* "/api/v1/events/stream/{stream_id}" */
     es_handler_fn fn;
     const char *name;    /* route label for logs and metrics */
+    es_access_t access;
 } es_route_t;
 
 extern const es_route_t es_routes[];

@@ -13,6 +13,6 @@ void es_h_statistics(h2o_req_t *req, const es_route_args_t *args)
 {
     char user_id[256];
     bool by_user = es_http_query(req, "user_id", user_id, sizeof(user_id)) && user_id[0] != '\0';
-    const char *params[1] = {by_user ? user_id : NULL};
+    const char *params[1] = {args->user ? args->user : by_user ? user_id : NULL};
     es_dbreq_read(req, "SELECT event.statistics($1)::text", 1, params, on_stats, NULL);
 }

@@ -68,14 +68,15 @@ void es_h_stream_get(h2o_req_t *req, const es_route_args_t *args)
     char from_s[24], limit_s[24];
     snprintf(from_s, sizeof(from_s), "%lld", (long long)from);
     snprintf(limit_s, sizeof(limit_s), "%lld", (long long)limit);
-    const char *params[3] = {args->v[0], from_s, limit_s};
+    const char *params[4] = {args->v[0], from_s, limit_s, args->user};
     /* One statement: the head version and the events come from one snapshot. */
     es_dbreq_read(req,
                   "SELECT h.v, p.* FROM (SELECT coalesce((SELECT s.version FROM "
                   "event.event_streams s WHERE s.stream_id = $1), 0)) h(v) "
                   "LEFT JOIN LATERAL (SELECT " ES_EVENT_COLUMNS " FROM event.events e "
                   "WHERE e.stream_id = $1 AND e.stream_version >= $2::int "
+                  "AND ($4::text IS NULL OR e.user_id = $4::text) "
                   "ORDER BY e.stream_version LIMIT $3::int) p ON true "
                   "ORDER BY p.stream_version NULLS FIRST",
-                  3, params, on_stream, es_xstrdup(args->v[0]));
+                  4, params, on_stream, es_xstrdup(args->v[0]));
 }

@@ -1,5 +1,6 @@
 #include "api-worker/worker.h"
 
+#include "api-worker/auth.h"
 #include "api-worker/client.h"
 #include "api-worker/ingest.h"
 #include "api-worker/pg.h"
@@ -107,6 +108,11 @@ int es_api_worker_main(const es_config_t *cfg, int listen_fd, int master_fd)
     api.master_fd = master_fd;
     api.last_compaction_ms = es_time_mono_ms() - 55000 + (getpid() % 20) * 1000;
     es_client_setup();
+    char why[256];
+    if (!es_auth_setup(why, sizeof(why))) {
+        es_error("auth: %s", why);
+        return ES_EXIT_FATAL;
+    }
 
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     struct sigaction sa;

@@ -89,6 +89,14 @@ static const key_t_ keys[] = {
     {"delivery", "secret_grace_hours", K_INT, OFF(delivery.secret_grace_hours), 0, 720},
     {"delivery", "retry_schedule_seconds", K_INTLIST, OFF(delivery.retry_schedule_seconds), 0,
      31536000},
+    {"auth", "mode", K_STR, OFF(auth.mode), 0, 0},
+    {"auth", "user_header", K_STR, OFF(auth.user_header), 0, 0},
+    {"auth", "role_header", K_STR, OFF(auth.role_header), 0, 0},
+    {"auth", "admin_role", K_STR, OFF(auth.admin_role), 0, 0},
+    {"auth", "jwt_secret", K_STR, OFF(auth.jwt_secret), 0, 0},
+    {"auth", "jwt_public_key_file", K_STR, OFF(auth.jwt_public_key_file), 0, 0},
+    {"auth", "jwt_issuer", K_STR, OFF(auth.jwt_issuer), 0, 0},
+    {"auth", "jwt_audience", K_STR, OFF(auth.jwt_audience), 0, 0},
     {"rudderstack", "webhook_secret", K_STR, OFF(rudderstack.webhook_secret), 0, 0},
     {"frontend", "rate_limit_per_minute", K_INT, OFF(frontend.rate_limit_per_minute), 0, 10000000},
     {"frontend", "rate_limit_burst", K_INT, OFF(frontend.rate_limit_burst), 1, 1000000},
@@ -228,6 +236,14 @@ void es_config_defaults(es_config_t *cfg)
     static const int svix[] = {5, 300, 1800, 7200, 18000, 36000, 36000};
     for (size_t i = 0; i < ES_ARRAY_LEN(svix); i++)
         intlist_add(&cfg->delivery.retry_schedule_seconds, svix[i]);
+    cfg->auth.mode = es_xstrdup("none");
+    cfg->auth.user_header = es_xstrdup("X-User-Id");
+    cfg->auth.role_header = es_xstrdup("X-User-Role");
+    cfg->auth.admin_role = es_xstrdup("admin");
+    cfg->auth.jwt_secret = es_xstrdup("");
+    cfg->auth.jwt_public_key_file = es_xstrdup("");
+    cfg->auth.jwt_issuer = es_xstrdup("");
+    cfg->auth.jwt_audience = es_xstrdup("");
     cfg->rudderstack.webhook_secret = es_xstrdup("");
     cfg->frontend.rate_limit_per_minute = 600;
     cfg->frontend.rate_limit_burst = 100;
@@ -725,6 +741,18 @@ es_rc_t es_config_validate(const es_config_t *cfg, char *err, size_t errlen)
                     cfg->service.trusted_proxies.items[i]);
             return ES_INVALID;
         }
+    }
+    if (strcmp(cfg->auth.mode, "none") != 0 && strcmp(cfg->auth.mode, "gateway") != 0 &&
+        strcmp(cfg->auth.mode, "jwt") != 0) {
+        set_err(err, errlen, "%s: auth.mode: expected none, gateway or jwt, got \"%s\"", p,
+                cfg->auth.mode);
+        return ES_INVALID;
+    }
+    if (strcmp(cfg->auth.mode, "jwt") == 0 && cfg->auth.jwt_secret[0] == '\0' &&
+        cfg->auth.jwt_public_key_file[0] == '\0') {
+        set_err(err, errlen, "%s: auth.jwt_secret or auth.jwt_public_key_file: required when "
+                             "auth.mode is jwt", p);
+        return ES_INVALID;
     }
     if (strcmp(cfg->replay.catch_up, "latest") != 0 && strcmp(cfg->replay.catch_up, "all") != 0 &&
         strcmp(cfg->replay.catch_up, "none") != 0) {

@@ -111,6 +111,16 @@ typedef struct es_config {
         es_intlist_t retry_schedule_seconds; /* delays between attempts */
     } delivery;
     struct {
+        char *mode;          /* none | gateway | jwt */
+        char *user_header;   /* gateway: the caller's user id */
+        char *role_header;   /* gateway: the caller's roles (comma-separated) */
+        char *admin_role;
+        char *jwt_secret;    /* HS256 */
+        char *jwt_public_key_file; /* RS256 (PEM) */
+        char *jwt_issuer;
+        char *jwt_audience;
+    } auth;
+    struct {
         char *webhook_secret;
     } rudderstack;
     struct {
