@@ -17,27 +17,27 @@
     "p.processor_id, p.processor_name, p.processor_type, p.enabled, p.priority, p.filters, "      \
     "p.config, p.error_count, p.last_error, p.last_processed_at, p.created_at, p.updated_at"
 
-static void render_processor(es_buf_t *b, const PGresult *r, int row)
+static void render_processor(es_buf_t *b, const PGresult *r, int row, int c)
 {
     es_buf_puts(b, "{\"processor_id\":");
-    es_buf_json_cstr(b, PQgetvalue(r, row, 0));
+    es_buf_json_cstr(b, PQgetvalue(r, row, c + 0));
     es_buf_puts(b, ",\"processor_name\":");
-    es_buf_json_cstr(b, PQgetvalue(r, row, 1));
+    es_buf_json_cstr(b, PQgetvalue(r, row, c + 1));
     es_buf_puts(b, ",\"processor_type\":");
-    es_buf_json_cstr(b, PQgetvalue(r, row, 2));
+    es_buf_json_cstr(b, PQgetvalue(r, row, c + 2));
     es_buf_printf(b, ",\"enabled\":%s,\"priority\":%s,\"filters\":%s,\"config\":%s",
-                  strcmp(PQgetvalue(r, row, 3), "t") == 0 ? "true" : "false",
-                  PQgetvalue(r, row, 4), PQgetisnull(r, row, 5) ? "{}" : PQgetvalue(r, row, 5),
-                  PQgetisnull(r, row, 6) ? "{}" : PQgetvalue(r, row, 6));
+                  strcmp(PQgetvalue(r, row, c + 3), "t") == 0 ? "true" : "false",
+                  PQgetvalue(r, row, c + 4), PQgetisnull(r, row, c + 5) ? "{}" : PQgetvalue(r, row, c + 5),
+                  PQgetisnull(r, row, c + 6) ? "{}" : PQgetvalue(r, row, c + 6));
     es_buf_printf(b, ",\"error_count\":%s,\"last_error\":",
-                  PQgetisnull(r, row, 7) ? "0" : PQgetvalue(r, row, 7));
-    es_buf_json_cstr(b, PQgetisnull(r, row, 8) ? NULL : PQgetvalue(r, row, 8));
+                  PQgetisnull(r, row, c + 7) ? "0" : PQgetvalue(r, row, c + 7));
+    es_buf_json_cstr(b, PQgetisnull(r, row, c + 8) ? NULL : PQgetvalue(r, row, c + 8));
     es_buf_puts(b, ",\"last_processed_at\":");
-    es_render_pg_time(b, r, row, 9);
+    es_render_pg_time(b, r, row, c + 9);
     es_buf_puts(b, ",\"created_at\":");
-    es_render_pg_time(b, r, row, 10);
+    es_render_pg_time(b, r, row, c + 10);
     es_buf_puts(b, ",\"updated_at\":");
-    es_render_pg_time(b, r, row, 11);
+    es_render_pg_time(b, r, row, c + 11);
     es_buf_putc(b, '}');
 }
 
@@ -48,7 +48,7 @@ static void on_list(h2o_req_t *req, const PGresult *res, void *user)
     for (int i = 0; i < PQntuples(res); i++) {
         if (i > 0)
             es_buf_putc(&b, ',');
-        render_processor(&b, res, i);
+        render_processor(&b, res, i, 0);
     }
     es_buf_putc(&b, ']');
     es_http_json(req, 200, b.data, b.len);
@@ -63,18 +63,22 @@ void es_h_processors_list(h2o_req_t *req, const es_route_args_t *args)
                   0, NULL, on_list, NULL);
 }
 
+/* Rows: (id taken before?, the inserted processor or NULLs). */
 static void on_created(h2o_req_t *req, const PGresult *res, void *user)
 {
-    if (PQntuples(res) == 0) {
+    if (PQgetisnull(res, 0, 1)) {
         es_buf_t b = ES_BUF_INIT;
-        es_buf_printf(&b, "processor_name: a processor named %s already exists",
-                      (const char *)user);
+        if (strcmp(PQgetvalue(res, 0, 0), "t") == 0)
+            es_buf_printf(&b, "processor_id: a processor with this id already exists");
+        else
+            es_buf_printf(&b, "processor_name: a processor named %s already exists",
+                          (const char *)user);
         es_http_error(req, 409, b.data);
         es_buf_free(&b);
         return;
     }
     es_buf_t b = ES_BUF_INIT;
-    render_processor(&b, res, 0);
+    render_processor(&b, res, 0, 1);
     es_http_json(req, 201, b.data, b.len);
     es_buf_free(&b);
 }
@@ -159,12 +163,14 @@ void es_h_processors_create(h2o_req_t *req, const es_route_args_t *args)
         es_http_invalid(req, &err);
         return;
     }
-    /* A repeated name or id inserts nothing and answers 409. */
+    /* A repeated name or id inserts nothing and answers 409 naming which. */
     es_dbreq_read(req,
-                  "INSERT INTO event.event_processors AS p (processor_id, processor_name, "
-                  "processor_type, enabled, priority, filters, config) "
+                  "WITH ins AS (INSERT INTO event.event_processors AS p (processor_id, "
+                  "processor_name, processor_type, enabled, priority, filters, config) "
                   "VALUES ($1, $2, $3, $4::boolean, $5::int, $6::jsonb, $7::jsonb) "
-                  "ON CONFLICT DO NOTHING RETURNING " PROCESSOR_COLUMNS,
+                  "ON CONFLICT DO NOTHING RETURNING *) "
+                  "SELECT EXISTS (SELECT 1 FROM event.event_processors WHERE processor_id = $1), "
+                  PROCESSOR_COLUMNS " FROM (SELECT 1) one LEFT JOIN ins p ON true",
                   7, (const char *const *)params, on_created, es_xstrdup(params[1]));
     for (int i = 0; i < 7; i++)
         free(params[i]);
@@ -181,7 +187,7 @@ static void on_toggled(h2o_req_t *req, const PGresult *res, void *user)
         return;
     }
     es_buf_t b = ES_BUF_INIT;
-    render_processor(&b, res, 0);
+    render_processor(&b, res, 0, 0);
     es_http_json(req, 200, b.data, b.len);
     es_buf_free(&b);
 }

@@ -92,6 +92,21 @@ es_rc_t es_filters_parse(const json_t *filters, const char *prefix, es_filters_t
         err->field[strlen(err->field) ? strlen(err->field) - 1 : 0] = '\0';
         return ES_INVALID;
     }
+    static const char *const known[] = {"event_type",   "event_types",    "event_source",
+                                        "event_sources", "event_category", "event_categories"};
+    const char *key;
+    const json_t *value;
+    json_object_foreach((json_t *)filters, key, value)
+    {
+        bool ok = false;
+        for (size_t i = 0; i < ES_ARRAY_LEN(known); i++)
+            ok |= strcmp(key, known[i]) == 0;
+        if (!ok) {
+            es_field_error_set(err, prefix, key,
+                               "unknown filter (known: event_type, event_source, event_category)");
+            return ES_INVALID;
+        }
+    }
     const char *used;
     const json_t *v = get_either(filters, "event_type", "event_types", &used);
     if (v != NULL && each_string(v, prefix, used, add_type, out, err) != ES_OK)

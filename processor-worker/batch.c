@@ -163,6 +163,7 @@ static void record(es_job_t *job, bool ok, const char *message)
                             p->name, "status", status, "duration_ms", (json_int_t)ms);
     json_object_set_new(row, "message", message ? json_string(message) : json_null());
     json_object_set_new(row, "attempt", json_integer(job->attempts));
+    json_object_set_new(row, "ord", json_integer((json_int_t)json_array_size(b->results)));
     if (ok && strcmp(p->type, "projection") == 0 && job->stream_id != NULL) {
         const char *name = json_string_value(json_object_get(p->config, "name"));
         json_object_set_new(row, "projection", json_string(name ? name : "default"));
@@ -276,7 +277,7 @@ static json_t *outcome_of(const es_config_t *cfg, es_job_t *job)
 
 /* event.processed.success / event.processed.failed for each recorded run.
  * When NATS is down they go to event.outbox and are sent when it is back. */
-static void publish_results(es_pworker_t *w, es_batch_t *b, const json_t *held)
+static void publish_results(es_pworker_t *w, es_batch_t *b, const json_t *held, const char *token)
 {
     size_t i;
     json_t *row;
@@ -318,11 +319,12 @@ static void publish_results(es_pworker_t *w, es_batch_t *b, const json_t *held)
         es_buf_t env = ES_BUF_INIT;
         const char *subject = ok ? "event.processed.success" : "event.processed.failed";
         es_publish_envelope(&env, subject, data_s, strlen(data_s));
-        char *msg_id = es_xasprintf("%s:%s:%lld:%s",
+        /* Unique per run: the claim token names this attempt even after an
+         * admin retry restarted the attempt count. */
+        char *msg_id = es_xasprintf("%s:%s:%s:%s",
                                     json_string_value(json_object_get(row, "event_id")),
                                     json_string_value(json_object_get(row, "processor_name")),
-                                    (long long)json_integer_value(json_object_get(row, "attempt")),
-                                    status);
+                                    token, status);
         if (es_nats_js_publish(w->nats, subject, env.data, env.len, msg_id) != ES_OK) {
             const char *params[3] = {subject, msg_id, env.data};
             PQclear(es_pworker_query(w, "outbox spill",
@@ -448,7 +450,7 @@ int es_batch_process(es_pworker_t *w)
         es_warn("%d of %d claimed events were taken over by another worker (lease ran out)",
                 n - (int)json_array_size(held), n);
     PQclear(done);
-    publish_results(w, &b, held);
+    publish_results(w, &b, held, token);
     json_decref(held);
     int counts[ES_OUT_COUNT] = {0};
     for (int i = 0; i < n; i++) {

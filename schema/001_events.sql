@@ -108,7 +108,8 @@ CREATE TABLE event.processing_queue (
     run_at   timestamptz NOT NULL DEFAULT now(),
     attempts integer NOT NULL DEFAULT 0,
     claim    text,         -- token of the claim that holds the row
-    rerun    boolean NOT NULL DEFAULT false -- reprocessing: run even processors that succeeded
+    rerun    boolean NOT NULL DEFAULT false, -- reprocessing: run even processors that succeeded
+    resume   boolean NOT NULL DEFAULT false  -- admin retry: skip processors that succeeded
 );
 CREATE INDEX processing_queue_due ON event.processing_queue (run_at, position);
 

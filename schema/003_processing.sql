@@ -72,9 +72,9 @@ CREATE TABLE event.outbox (
 
 -- Claims up to p_limit due events (oldest due first, then by position), pushes
 -- them one lease ahead and returns them in position order with the attempt
--- number and, from the second attempt on, the processors that already
--- succeeded for the event (JSON array). A first attempt skips that lookup; an
--- admin retry queues the event as attempt 1 done, so it does the lookup.
+-- number and, on a retry or after an admin retry (resume), the processors that
+-- already succeeded for the event (JSON array); a first attempt skips that
+-- lookup.
 -- A queue row whose event is gone comes back with a NULL event_id.
 CREATE FUNCTION event.claim_events(p_limit int, p_lease_seconds int, p_token text)
 RETURNS TABLE (queue_position bigint, attempts int, done_processors text,
@@ -98,10 +98,10 @@ LANGUAGE sql AS $$
             attempts = q.attempts + 1,
             claim = p_token
         WHERE q.position = ANY (ARRAY(SELECT c.position FROM c)) -- index probes, never a scan
-        RETURNING q.position, q.event_id, q.attempts, q.rerun
+        RETURNING q.position, q.event_id, q.attempts, q.rerun, q.resume
     )
     SELECT u.position, u.attempts,
-           CASE WHEN u.attempts > 1 AND NOT u.rerun THEN
+           CASE WHEN (u.attempts > 1 OR u.resume) AND NOT u.rerun THEN
                (SELECT to_json(array_agg(DISTINCT r.processor_name))::text
                 FROM event.processing_results r
                 WHERE r.event_id = u.event_id AND r.status = 'success')
@@ -165,7 +165,8 @@ END $$;
 --   p_outcomes: [{position, event_id, outcome: processed|retry|failed|gone,
 --                 run_at, error_message, processors: [names], retry_count}]
 --   p_results:  [{position, event_id, processor_id, processor_name, status,
---                 message, duration_ms, projection}]  (projection: name to apply)
+--                 message, duration_ms, ord, projection}]  (ord: the run order;
+--                 projection: the projection to apply the event to)
 --   p_deliveries: [{position, event_id, subscription_id}] for processed events
 -- Returns the positions that were held and recorded.
 CREATE FUNCTION event.complete_events(p_token text, p_outcomes jsonb, p_results jsonb,
@@ -235,12 +236,13 @@ BEGIN
            + (SELECT count(*) FROM updated) + (SELECT count(*) FROM counted)
     INTO v_count;
 
+    -- Per event, in the order the processors ran ("ord": when each ended).
     INSERT INTO event.processing_results (event_id, processor_name, status, message, duration_ms)
     SELECT x.event_id, x.processor_name, x.status, x.message, x.duration_ms
-    FROM jsonb_to_recordset(p_results) AS x(position bigint, event_id text, processor_name text,
-         status text, message text, duration_ms int)
+    FROM jsonb_to_recordset(p_results) AS x(position bigint, event_id text,
+         processor_name text, status text, message text, duration_ms int, ord int)
     WHERE x.position = ANY (v_held)
-    ORDER BY x.position;
+    ORDER BY x.position, x.ord;
 
     -- Projections: in position order, in this same transaction.
     FOR r IN SELECT x.projection, x.event_id
@@ -309,9 +311,10 @@ BEGIN
         WHERE e.event_id = ANY (p_event_ids) AND e.status = 'failed'
         RETURNING e.*
     ), queued AS (
-        INSERT INTO event.processing_queue (position, event_id, attempts)
-        SELECT u.position, u.event_id, 1 FROM upd u
-        ON CONFLICT (position) DO UPDATE SET run_at = now(), attempts = 1, claim = NULL
+        INSERT INTO event.processing_queue (position, event_id, resume)
+        SELECT u.position, u.event_id, true FROM upd u
+        ON CONFLICT (position) DO UPDATE
+            SET run_at = now(), attempts = 0, claim = NULL, resume = true
         RETURNING 1
     ), counted AS (
         INSERT INTO event.event_counters AS c
