@@ -292,12 +292,13 @@ static void add_outcome(es_delivery_t *d, xfer_t *x, CURLcode result, long statu
         } else if (x->manual || delay < 0) {
             json_object_set_new(o, "outcome", json_string("dead"));
         } else {
-            /* Retry-After is honoured between the scheduled delay and twice it. */
-            if (x->retry_after_s > delay)
-                delay = ES_MIN(x->retry_after_s, ES_MAX(delay * 2, delay + 1));
             unsigned char rnd;
             es_random_bytes(&rnd, 1);
             double jittered = (double)delay * 1000.0 * (0.8 + 0.4 * rnd / 255.0); /* +-20% */
+            /* Retry-After is honoured, up to twice the scheduled delay (never
+             * jittered below what the endpoint asked for). */
+            if (x->retry_after_s * 1000.0 > jittered)
+                jittered = 1000.0 * (double)ES_MIN(x->retry_after_s, ES_MAX(delay * 2, delay + 1));
             char when[ES_TIME_BUFLEN];
             es_time_format(es_time_now_us() + (int64_t)jittered * 1000, when);
             json_object_set_new(o, "outcome", json_string("retry"));
@@ -390,20 +391,22 @@ static int claim(es_delivery_t *d, int limit)
     return n;
 }
 
-/* Milliseconds until the next delivery is due (1 s when none or unknown). */
+/* Milliseconds until the next claimable delivery is due (1 s when none). */
 static int64_t next_due_ms(es_delivery_t *d)
 {
     PGresult *r = query(d, "next due",
-                        "SELECT ceil(extract(epoch FROM min(next_attempt_at) - clock_timestamp()) "
-                        "* 1000)::bigint FROM event.deliveries WHERE status IN ('pending', 'failed')",
+                        "SELECT ceil(extract(epoch FROM min(d.next_attempt_at) - clock_timestamp()) "
+                        "* 1000)::bigint FROM event.deliveries d JOIN event.event_subscriptions s "
+                        "ON s.subscription_id = d.subscription_id AND s.enabled "
+                        "WHERE d.status IN ('pending', 'failed')",
                         0, NULL);
     int64_t ms = 1000;
     if (r != NULL && !PQgetisnull(r, 0, 0))
         ms = es_pg_int(r, 0, 0);
     PQclear(r);
-    /* Due now but not claimable (disabled subscription, held by another
-     * worker): look again at the poll interval, not in a loop. */
-    return ms <= 0 ? 1000 : ES_MIN(ms, 1000);
+    /* Due already: it became due since the claim looked, or another worker
+     * holds it; look again shortly. */
+    return ES_MAX(ES_MIN(ms, 1000), 10);
 }
 
 static void *run(void *arg)
@@ -420,7 +423,7 @@ static void *run(void *arg)
         if (!stopping && free_slots > 0 && (atomic_exchange(&d->woken, false) || now >= next_claim_ms)) {
             int limit = ES_MIN(cfg->delivery.batch_size, free_slots);
             int n = claim(d, limit);
-            next_claim_ms = n == limit ? now : now + next_due_ms(d);
+            next_claim_ms = n == limit ? now : next_due_ms(d) + es_time_mono_ms();
         }
         int running = 0;
         curl_multi_perform(d->multi, &running);
