@@ -5,6 +5,7 @@
 #include "common/metrics.h"
 #include "common/timeutil.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,32 @@
 #define GROUP_MAX_EVENTS 2000
 
 static const es_pg_stmt_t ingest_stmt = {1, "SELECT * FROM event.ingest($1::jsonb)", 1};
+/* The set-based path for client-named events (a client event_id, an
+ * Idempotency-Key, a messageId) when every such request holds one event and
+ * none appends to a stream: insert what is new, and return, for an id that
+ * already existed, the stored row and its content fingerprint, so the caller
+ * answers 200 (same content) or 409. An id taken by a transaction that
+ * committed meanwhile shows neither: that request is written again alone. */
+static const es_pg_stmt_t ingest_ids_stmt = {
+    3,
+    "WITH src AS (SELECT x.* FROM jsonb_to_recordset($1::jsonb) AS x(seq int, event_id text, "
+    "event_type text, event_source text, event_category text, user_id text, session_id text, "
+    "organization_id text, device_id text, correlation_id text, data jsonb, metadata jsonb, "
+    "context jsonb, properties jsonb, \"timestamp\" timestamptz, created_at timestamptz, "
+    "request_hash text)), "
+    "ins AS (INSERT INTO event.events AS t (event_id, event_type, event_source, event_category, "
+    "user_id, session_id, organization_id, device_id, correlation_id, data, metadata, context, "
+    "properties, timestamp, created_at, updated_at, request_hash) "
+    "SELECT s.event_id, s.event_type, s.event_source, s.event_category, s.user_id, s.session_id, "
+    "s.organization_id, s.device_id, s.correlation_id, s.data, s.metadata, s.context, "
+    "s.properties, s.timestamp, s.created_at, s.created_at, s.request_hash FROM src s "
+    "WHERE (SELECT pg_current_xact_id()) IS NOT NULL ORDER BY s.seq "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING t.event_id, t.position) "
+    "SELECT s.event_id, i.position, e.request_hash, " ES_EVENT_COLUMNS " FROM src s "
+    "LEFT JOIN ins i ON i.event_id = s.event_id "
+    "LEFT JOIN event.events e ON i.event_id IS NULL AND e.event_id = s.event_id",
+    1};
+
 /* The common case of event.ingest(): a group where no request has a client
  * event_id or a stream append, so nothing can conflict: one set-based insert
  * of the flat array of events (each with "req" and "seq", as for ingest()),
@@ -40,7 +67,7 @@ typedef struct {
     es_ingest_t *in;
     es_ingest_req_t *reqs; /* linked by next, in req_index order */
     int nreqs;
-    bool plain; /* no request needs checks: the set-based insert (ingest_plain_stmt) */
+    enum { PATH_PLAIN, PATH_IDS, PATH_FULL } path;
 } group_t;
 
 struct es_ingest {
@@ -297,6 +324,98 @@ static void deliver(es_ingest_t *in, group_t *g, const PGresult *res)
     free(verdict);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The cheapest statement that can decide every request of the group. */
+static int choose_path(es_ingest_req_t *reqs, int n)
+{
+    bool checks = false;
+    int named = 0;
+    for (es_ingest_req_t *r = reqs; r != NULL; r = r->next) {
+        if (r->solo_tries > 0)
+            return PATH_FULL; /* a retry after a conflict: the path that decides everything */
+        if (!r->check)
+            continue;
+        checks = true;
+        if (r->nevents != 1 || r->events[0].stream_id != NULL)
+            return PATH_FULL; /* all-or-nothing over several events, or a stream */
+        named++;
+    }
+    if (!checks)
+        return PATH_PLAIN;
+    /* Two requests naming the same event in one group: the full path orders them. */
+    const char **ids = es_xcalloc((size_t)named, sizeof(char *));
+    int k = 0;
+    for (es_ingest_req_t *r = reqs; r != NULL; r = r->next)
+        if (r->check)
+            ids[k++] = r->events[0].event_id;
+    qsort(ids, (size_t)named, sizeof(char *), cmp_str);
+    bool distinct = true;
+    for (int i = 1; i < named && distinct; i++)
+        distinct = strcmp(ids[i - 1], ids[i]) != 0;
+    free(ids);
+    (void)n;
+    return distinct ? PATH_IDS : PATH_FULL;
+}
+
+/* Answers a group written by ingest_ids_stmt. Rows: (event_id, position if
+ * this call inserted it, stored request_hash, stored row from column 3). */
+static void deliver_ids(es_ingest_t *in, group_t *g, const PGresult *res)
+{
+    int nrows = PQntuples(res);
+    rowref_t *refs = es_xcalloc((size_t)ES_MAX(nrows, 1), sizeof(rowref_t));
+    for (int i = 0; i < nrows; i++)
+        refs[i] = (rowref_t){res, i, 0};
+    qsort(refs, (size_t)nrows, sizeof(rowref_t), cmp_rowref);
+    es_ingest_req_t *r = g->reqs;
+    g->reqs = NULL;
+    while (r != NULL) {
+        es_ingest_req_t *next = r->next;
+        r->next = NULL;
+        int64_t *positions = es_xcalloc((size_t)ES_MAX(r->nevents, 1), sizeof(int64_t));
+        int status = 201, existing = -1;
+        for (int e = 0; e < r->nevents && status == 201; e++) {
+            int row = find_row(refs, nrows, r->events[e].event_id);
+            if (row < 0) {
+                status = 500;
+            } else if (!PQgetisnull(res, row, 1)) {
+                positions[e] = es_pg_int(res, row, 1);
+            } else if (!PQgetisnull(res, row, 3 + ES_COL_EVENT_ID)) {
+                existing = row; /* one event: the request is that event */
+                status = strcmp(PQgetvalue(res, row, 2), r->events[e].request_hash) == 0 ? 200 : 409;
+            } else {
+                status = 0; /* taken by a transaction we could not see: decide alone */
+            }
+        }
+        if (status == 201) {
+            for (int e = 0; e < r->nevents; e++)
+                es_metrics_ingested(r->events[e].source, 1);
+            r->out_positions = positions;
+            finish(in, r, 201, NULL, NULL, NULL);
+        } else if (status == 200) {
+            finish(in, r, 200, NULL, res, &existing);
+        } else if (status == 409) {
+            char *detail = es_xasprintf("event_id: %s already exists with different content",
+                                        r->events[0].event_id);
+            finish(in, r, 409, detail, NULL, NULL);
+            free(detail);
+        } else if (status == 0) {
+            r->solo_tries++; /* written again through event.ingest(), which waits and sees */
+            r->next = in->solo;
+            in->solo = r;
+        } else {
+            es_error("the named-events insert returned no row for an event");
+            finish(in, r, 500, "internal error", NULL, NULL);
+        }
+        free(positions);
+        r = next;
+    }
+    free(refs);
+}
+
 static void on_group_done(void *ctx, const PGresult *res, const char *err)
 {
     group_t *g = ctx;
@@ -307,8 +426,10 @@ static void on_group_done(void *ctx, const PGresult *res, const char *err)
         /* Committed: wake the processor workers (and the event.stored
          * publisher) now rather than at their next poll. */
         (void)es_nats_publish(in->nats, ES_WAKE_SUBJECT, "", 0);
-        if (g->plain)
+        if (g->path == PATH_PLAIN)
             deliver_plain(in, g, res);
+        else if (g->path == PATH_IDS)
+            deliver_ids(in, g, res);
         else
             deliver(in, g, res);
     } else if (g->nreqs > 1) {
@@ -352,9 +473,7 @@ static void send_group(es_ingest_t *in, es_ingest_req_t *reqs, int n)
     g->in = in;
     g->reqs = reqs;
     g->nreqs = n;
-    g->plain = true;
-    for (es_ingest_req_t *r = reqs; r != NULL; r = r->next)
-        g->plain = g->plain && !r->check;
+    g->path = choose_path(reqs, n);
     es_buf_t arr = ES_BUF_INIT;
     es_buf_putc(&arr, '[');
     int seq = 0, i = 0;
@@ -362,7 +481,7 @@ static void send_group(es_ingest_t *in, es_ingest_req_t *reqs, int n)
         r->req_index = i;
         if (i > 0)
             es_buf_putc(&arr, ',');
-        if (g->plain) { /* a flat array of events */
+        if (g->path != PATH_FULL) { /* a flat array of events */
             for (int e = 0; e < r->nevents; e++) {
                 if (e > 0)
                     es_buf_putc(&arr, ',');
@@ -384,8 +503,9 @@ static void send_group(es_ingest_t *in, es_ingest_req_t *reqs, int n)
     const char *params[1] = {payload};
     in->inflight_ops++;
     in->inflight_reqs += n;
-    if (es_pg_send_prepared(es_pgpool_writer(in->pg), g->plain ? &ingest_plain_stmt : &ingest_stmt,
-                            params, on_group_done, g) != ES_OK) {
+    static const es_pg_stmt_t *const stmts[] = {&ingest_plain_stmt, &ingest_ids_stmt, &ingest_stmt};
+    if (es_pg_send_prepared(es_pgpool_writer(in->pg), stmts[g->path], params, on_group_done, g) !=
+        ES_OK) {
         in->inflight_ops--;
         in->inflight_reqs -= n;
         while (g->reqs != NULL) {
