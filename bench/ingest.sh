@@ -9,6 +9,12 @@
 # the service against them, and measures (see bench/README.md):
 #   1. POST /create at 64 connections (wrk) next to pgbench inserting the same
 #      row one event per transaction at 64 clients, interleaved over ROUNDS;
+#      in each round also POST /api/v1/events/frontend (the public frontend
+#      collection, its per-address rate limit off) and POST /v1/track (the
+#      Segment/RudderStack tracking API, Basic auth with a generated write
+#      key, a unique messageId per request) at the same connections and
+#      duration, set against the same pgbench baseline (FRONTEND_TRACK=0
+#      skips them);
 #   2. POST /create latency at half of the measured peak rate (paced wrk);
 #   3. POST /batch (100 events a request) next to pgbench 100-row INSERTs at
 #      the same concurrency, and one COPY of 100k rows;
@@ -26,7 +32,8 @@
 # PG_SHARED_BUFFERS (512MB),
 # PROCESSORS (processor workers, 0: the ingest and query paths alone),
 # LOG_DIR (copy the logs and raw outputs there before cleaning up),
-# SKIP_BUILD=1 (use the existing build/bench/event-service).
+# SKIP_BUILD=1 (use the existing build/bench/event-service),
+# FRONTEND_TRACK (1; 0: no /frontend and /v1/track runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -48,10 +55,14 @@ PG_SHARED_BUFFERS=${PG_SHARED_BUFFERS:-512MB}
 PROCESSORS=${PROCESSORS:-0}
 LOG_DIR=${LOG_DIR:-}
 SKIP_BUILD=${SKIP_BUILD:-0}
+FRONTEND_TRACK=${FRONTEND_TRACK:-1}
 COPY_ROWS=100000
 DB=event_bench
 # Ports other local setups use: never ours.
 RESERVED_PORTS=" 54329 42229 55999 42999 8208 18208 "
+
+# The write key of the tracking API in this run's config (HTTP Basic user).
+TRACK_KEY=bench_wk_$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -298,6 +309,38 @@ pub_delta() { if [[ $1 =~ ^[0-9]+$ && $2 =~ ^[0-9]+$ ]]; then echo $(($2 - $1));
 
 pgb_count() { awk -F': ' '/number of transactions actually processed/ { split($2, a, "/"); print a[1]; exit }' "$1"; }
 
+# n2xx FILE: the 2xx answers on FILE's RESULT line.
+n2xx() { kv "$1" statuses | tr ',' '\n' | awk -F: '$1 >= 200 && $1 <= 299 { s += $2 } END { print s + 0 }'; }
+
+# path_round KIND LUA PATH LABEL R [-- wrk options]: one measured round of
+# single-event ingest on another path, as for POST /create. Sets
+# PR_RPS[KIND$R], PR_P50, PR_P99, PR_NON2XX, PR_STORED, PR_2XX.
+declare -A PR_RPS PR_P50 PR_P99 PR_NON2XX PR_STORED PR_2XX
+path_round() {
+  local kind=$1 lua=$2 path=$3 label=$4 r=$5 before after c0 c1 f
+  shift 5
+  log "round $r/$ROUNDS: wrk POST $path, ${CONNS} connections, ${DURATION}s"
+  checkpoint
+  before=$(event_count)
+  c0=$(cpu_snap)
+  wrk_run "${kind}_r$r" "$lua" "$path" "$CONNS" "$DURATION" "$@"
+  c1=$(cpu_snap)
+  after=$(event_count)
+  cpu_row "$label, round $r" "$c0" "$c1" $((after - before))
+  f=$OUT/${kind}_r$r.txt
+  PR_RPS[$kind$r]=$(kv "$f" rps)
+  PR_P50[$kind$r]=$(kv "$f" p50_ms)
+  PR_P99[$kind$r]=$(kv "$f" p99_ms)
+  PR_NON2XX[$kind$r]=$(( $(kv "$f" non2xx) + $(kv "$f" sock_errors) ))
+  PR_STORED[$kind$r]=$((after - before))
+  PR_2XX[$kind$r]=$(n2xx "$f")
+  log "  service: $(fmt "${PR_RPS[$kind$r]}") req/s, p50 ${PR_P50[$kind$r]} ms, p99 ${PR_P99[$kind$r]} ms, statuses $(kv "$f" statuses), rows stored ${PR_STORED[$kind$r]}"
+}
+# path_sum MAP KIND: the sum of MAP over the rounds of KIND; path_mean likewise.
+path_vals() { local -n m=$1; local r; for r in $(seq 1 "$ROUNDS"); do echo "${m[$2$r]}"; done; }
+path_sum() { path_vals "$1" "$2" | awk '{ s += $1 } END { print s + 0 }'; }
+path_mean() { path_vals "$1" "$2" | awk '{ s += $1; n++ } END { printf "%.3f", n ? s / n : 0 }'; }
+
 # --- build and start -----------------------------------------------------------
 
 BIN=$ROOT/build/bench/event-service
@@ -369,6 +412,10 @@ database:
   url: "postgresql://postgres@127.0.0.1:$PG_PORT/$DB"
 nats:
   url: "nats://127.0.0.1:$NATS_PORT"
+frontend:
+  rate_limit_per_minute: 0   # off: every wrk connection comes from 127.0.0.1
+tracking:
+  write_keys: ["$TRACK_KEY"]
 logging:
   level: warn
 EOF
@@ -402,6 +449,24 @@ code=$(curl -s -o "$OUT/smoke.json" -m 5 -w '%{http_code}' -H 'Content-Type: app
   -d '{"event_type":"bench.smoke","user_id":"user_0","data":{"ok":true}}' \
   "http://127.0.0.1:$SVC_PORT/api/v1/events/create" || true)
 [ "$code" = 201 ] || die "POST /create answered $code: $(head -c 300 "$OUT/smoke.json")"
+if [ "$FRONTEND_TRACK" = 1 ]; then
+  code=$(curl -s -o "$OUT/smoke_frontend.json" -m 5 -w '%{http_code}' -H 'Content-Type: application/json' \
+    -d '{"event_type":"bench.smoke","category":"click","page_url":"https://shop.example.com/","user_id":"user_0","data":{"ok":true}}' \
+    "http://127.0.0.1:$SVC_PORT/api/v1/events/frontend" || true)
+  [ "$code" = 200 ] || die "POST /frontend answered $code: $(head -c 300 "$OUT/smoke_frontend.json")"
+  # The same tracking message twice: both answered 200, one row stored (the
+  # messageId names the event), so rows stored count distinct messages.
+  before=$(event_count)
+  for _ in 1 2; do
+    code=$(curl -s -o "$OUT/smoke_track.json" -m 5 -w '%{http_code}' -u "$TRACK_KEY:" \
+      -H 'Content-Type: application/json' \
+      -d '{"event":"bench.smoke","userId":"user_0","properties":{"ok":true},"messageId":"bench-smoke-1","timestamp":"2024-01-01T00:00:00.000Z","sentAt":"2024-01-01T00:00:00.100Z"}' \
+      "http://127.0.0.1:$SVC_PORT/v1/track" || true)
+    [ "$code" = 200 ] || die "POST /v1/track answered $code: $(head -c 300 "$OUT/smoke_track.json")"
+  done
+  n=$(($(event_count) - before))
+  [ "$n" = 1 ] || die "the same /v1/track message twice stored $n rows, not 1"
+fi
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -410,6 +475,11 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "warm-up: ${WARMUP}s of wrk and of pgbench"
 wrk_run warmup create_event.lua /api/v1/events/create "$CONNS" "$WARMUP" -- threads="$THREADS"
 pgbench_run warmup create_event.sql "$CONNS" "$WARMUP" prepared
+if [ "$FRONTEND_TRACK" = 1 ]; then
+  log "warm-up: ${WARMUP}s of wrk on POST /frontend and on POST /v1/track"
+  wrk_run warmup frontend_event.lua /api/v1/events/frontend "$CONNS" "$WARMUP" -- threads="$THREADS"
+  wrk_run warmup track_event.lua /v1/track "$CONNS" "$WARMUP" -- threads="$THREADS" key="$TRACK_KEY" run=warmup
+fi
 
 declare -a SVC_PUB SVC_RPS SVC_P50 SVC_P99 SVC_NON2XX SVC_STORED SVC_201 PGB_TPS PGB_P50 PGB_P99 PGB_FAILED
 for r in $(seq 1 "$ROUNDS"); do
@@ -445,6 +515,11 @@ for r in $(seq 1 "$ROUNDS"); do
   PGB_P99[r]=$(pct 99 <"$OUT/pgb_create_r$r.lat")
   PGB_FAILED[r]=$(pgb_failed "$f")
   log "  pgbench: $(fmt "${PGB_TPS[r]}") tps, p50 ${PGB_P50[r]} ms, p99 ${PGB_P99[r]} ms, failed ${PGB_FAILED[r]:-?}"
+
+  if [ "$FRONTEND_TRACK" = 1 ]; then
+    path_round fe frontend_event.lua /api/v1/events/frontend "POST /frontend" "$r" -- threads="$THREADS"
+    path_round tr track_event.lua /v1/track "POST /v1/track" "$r" -- threads="$THREADS" key="$TRACK_KEY" run="r$r"
+  fi
 done
 
 PEAK_RPS=$(mean "${SVC_RPS[@]}")
@@ -458,6 +533,32 @@ ROUND_RATIOS=""
 for r in $(seq 1 "$ROUNDS"); do
   ROUND_RATIOS+="$(fmt "$(calc "${SVC_RPS[r]} / ${PGB_TPS[r]}")" 2)x "
 done
+if [ "$FRONTEND_TRACK" = 1 ]; then
+  for kind in fe tr; do
+    K=${kind^^}
+    printf -v "${K}_RPS" '%s' "$(path_mean PR_RPS $kind)"
+    printf -v "${K}_P50" '%s' "$(path_mean PR_P50 $kind)"
+    printf -v "${K}_P99" '%s' "$(path_mean PR_P99 $kind)"
+    printf -v "${K}_NON2XX" '%s' "$(path_sum PR_NON2XX $kind)"
+    printf -v "${K}_STORED" '%s' "$(path_sum PR_STORED $kind)"
+    printf -v "${K}_2XX" '%s' "$(path_sum PR_2XX $kind)"
+    rr=""
+    for r in $(seq 1 "$ROUNDS"); do rr+="$(fmt "$(calc "${PR_RPS[$kind$r]} / ${PGB_TPS[r]}")" 2)x "; done
+    printf -v "${K}_ROUNDS" '%s' "$rr"
+  done
+  FE_RATIO=$(calc "$FE_RPS / $PGB_MEAN_TPS")
+  TR_RATIO=$(calc "$TR_RPS / $PGB_MEAN_TPS")
+  FE_VS_CREATE=$(calc "$FE_RPS / $PEAK_RPS")
+  TR_VS_CREATE=$(calc "$TR_RPS / $PEAK_RPS")
+  # What the two paths stored, by source, before the bulk history (which has
+  # both sources) is loaded: the smoke requests, the warm-ups and the rounds.
+  PATH_ROWS=$(sql "SELECT 'frontend ' || count(*) FILTER (WHERE event_source = 'frontend') ||
+    ' (page_url in metadata: ' || count(*) FILTER (WHERE event_source = 'frontend' AND metadata ? 'page_url') ||
+    '), external_api ' || count(*) FILTER (WHERE event_source = 'external_api') ||
+    ' (distinct messageIds: ' || count(DISTINCT metadata->>'messageId') FILTER (WHERE event_source = 'external_api') || ')'
+    FROM event.events")
+  log "  rows by source so far: $PATH_ROWS"
+fi
 
 # --- 2. latency at half of the peak rate ------------------------------------------
 
@@ -675,6 +776,20 @@ pass() { awk -v x="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == ">=") ? (x >= t
   printf '%-44s %14s\n' "  rows stored / 201 answers (all rounds)" \
     "$(printf '%s\n' "${SVC_STORED[@]}" | awk '{ s += $1 } END { print s }') / $(printf '%s\n' "${SVC_201[@]}" | awk '{ s += $1 } END { print s }')"
   printf '%-44s %14s\n' "  event.stored published on NATS (all rounds)" "$(printf '%s\n' "${SVC_PUB[@]}" | awk '/^[0-9]+$/ { s += $1; n++ } END { print n ? s : "?" }')"
+  if [ "$FRONTEND_TRACK" = 1 ]; then
+    for K in FE TR; do
+      if [ "$K" = FE ]; then title="POST /frontend (rate limit off)"; else title="POST /v1/track (unique messageIds)"; fi
+      rps=${K}_RPS ratio=${K}_RATIO vc=${K}_VS_CREATE p50=${K}_P50 p99=${K}_P99 rr=${K}_ROUNDS non=${K}_NON2XX st=${K}_STORED ok=${K}_2XX
+      printf '%-44s %14s %14s %9s\n' "$title" "service" "pgbench 1/tx" "ratio"
+      printf '%-44s %14s %14s %9s\n' "  throughput (events/s vs tps)" "$(fmt "${!rps}")" "$(fmt "$PGB_MEAN_TPS")" "$(fmt "${!ratio}" 2)x"
+      printf '%-44s %14s %14s\n' "  p50 / p99 at peak (ms)" "$(fmt "${!p50}" 1) / $(fmt "${!p99}" 1)" \
+        "$(fmt "$PGB_MEAN_P50" 1) / $(fmt "$PGB_MEAN_P99" 1)"
+      printf '%-44s %14s\n' "  per round ratio" "${!rr}"
+      printf '%-44s %14s\n' "  throughput vs POST /create" "$(fmt "${!vc}" 2)x"
+      printf '%-44s %14s\n' "  non-2xx + socket errors (all rounds)" "${!non}"
+      printf '%-44s %14s\n' "  rows stored / 2xx answers (all rounds)" "${!st} / ${!ok}"
+    done
+  fi
   echo "------------------------------------------------------------------------------------------------"
   printf '%-44s %14s %14s %9s   %s\n' "half of peak (paced wrk, $CONNS conns, ${DURATION}s)" "target" "achieved" "dev" ""
   printf '%-44s %14s %14s %9s   %s\n' "  rate (req/s)" "$HALF_TARGET" "$(fmt "$HALF_RPS")" "$(fmt "$HALF_DEV" 1)%" "$HALF_OK (attempts: $HALF_ATTEMPTS)"
@@ -719,6 +834,12 @@ pass() { awk -v x="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == ">=") ? (x >= t
   echo "   event.stored counts come from the JetStream stream's last_seq before and after each run; processor workers publish"
   echo "   them (outbox walk), so with 0 processor workers none is expected during the runs"
   echo "   rows stored may exceed 2xx answers by what was in flight when wrk stopped (<= connections x events a request)"
+  if [ "$FRONTEND_TRACK" = 1 ]; then
+    echo "   /frontend and /v1/track answer 200; a /v1/track message whose messageId was seen is answered 200 and stores"
+    echo "   nothing, so fewer rows than 2xx answers there means repeated messageIds; their pgbench column is /create's baseline"
+    echo "   config: frontend.rate_limit_per_minute 0 (the per-address limit is off: all connections come from 127.0.0.1)"
+    echo "   rows of the two paths (smoke, warm-up and rounds), by source: $PATH_ROWS"
+  fi
   echo "   service log lines at warn and above: $SVC_WARNINGS; service alive at the end: $SVC_ALIVE"
   echo "------------------------------------------------------------------------------------------------"
   echo " commands (URL host 127.0.0.1:$SVC_PORT, PostgreSQL 127.0.0.1:$PG_PORT db $DB; pgbench also -l for latencies):"
