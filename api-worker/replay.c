@@ -210,6 +210,13 @@ void es_h_replay_create(h2o_req_t *req, const es_route_args_t *args)
         es_field_error_set(&err, "", "target_service", "must be 1 to 255 characters");
         goto invalid;
     }
+    if (target != NULL && (strcmp(target, "started") == 0 || strcmp(target, "completed") == 0)) {
+        /* event.replay.started/completed announce jobs; replayed events never go there. */
+        es_field_error_set(&err, "", "target_service",
+                           "\"started\" and \"completed\" are reserved (event.replay.started, "
+                           "event.replay.completed)");
+        goto invalid;
+    }
     selector = selector_of(body, &err);
     if (selector == NULL)
         goto invalid;

@@ -105,7 +105,7 @@ static const key_t_ keys[] = {
     {"tracking", "write_keys", K_STRLIST, OFF(tracking.write_keys), 0, 0},
     {"tracking", "max_event_bytes", K_INT, OFF(tracking.max_event_bytes), 256, 1 << 26},
     {"tracking", "max_batch_bytes", K_INT, OFF(tracking.max_batch_bytes), 1024, 1 << 28},
-    {"replay", "page_size", K_INT, OFF(replay.page_size), 1, 100000},
+    {"replay", "page_size", K_INT, OFF(replay.page_size), 1, 10000},
     {"replay", "lease_seconds", K_INT, OFF(replay.lease_seconds), 5, 86400},
     {"replay", "catch_up", K_STR, OFF(replay.catch_up), 0, 0},
     {"replay", "max_catch_up", K_INT, OFF(replay.max_catch_up), 1, 100000},

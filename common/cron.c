@@ -41,7 +41,10 @@ static bool field(const char *text, int lo, int hi, const char *const *names, in
                   const char *fname)
 {
     *bits = 0;
-    *any = strcmp(text, "*") == 0 || strcmp(text, "?") == 0;
+    /* As in Vixie cron, a field starting with '*' (a step over the whole
+     * range included) counts as unrestricted for the day-of-month /
+     * day-of-week OR rule. */
+    *any = text[0] == '*' || strcmp(text, "?") == 0;
     const char *p = text;
     for (;;) {
         int a = lo, b = hi, step = 1;
@@ -143,12 +146,10 @@ bool es_cron_parse(const char *expr, es_cron_t *out, char *why, size_t whylen)
 static bool day_matches(const es_cron_t *c, const struct tm *tm)
 {
     bool m = (c->mdays >> tm->tm_mday) & 1, w = (c->wdays >> tm->tm_wday) & 1;
-    if (c->mday_any && c->wday_any)
-        return true;
-    if (c->mday_any)
-        return w;
-    if (c->wday_any)
-        return m;
+    /* Either field unrestricted: both must match (a plain '*' matches every
+     * day, a '*' step only its days); both restricted: either may. */
+    if (c->mday_any || c->wday_any)
+        return m && w;
     return m || w;
 }
 

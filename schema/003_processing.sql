@@ -126,35 +126,78 @@ LANGUAGE sql AS $$
     ) SELECT count(*)::integer FROM r
 $$;
 
+-- The state of a stream up to a version: state[event_type] = data of the
+-- latest event of each type, version = the last stream_version, last_event_id
+-- = the last event (NULL version when the stream has none).
+CREATE FUNCTION event.fold_stream(p_stream text, p_upto int, OUT state jsonb,
+                                  OUT version int, OUT last_event_id text)
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(jsonb_object_agg(x.event_type, x.data), '{}'), max(x.stream_version),
+           (array_agg(x.event_id ORDER BY x.stream_version DESC))[1]
+    FROM (SELECT DISTINCT ON (e.event_type) e.event_type, coalesce(e.data, '{}') AS data,
+                 e.stream_version, e.event_id
+          FROM event.events e
+          WHERE e.stream_id = p_stream AND (p_upto IS NULL OR e.stream_version <= p_upto)
+          ORDER BY e.event_type, e.stream_version DESC) x
+$$;
+
 -- Applies an event to a projection (state[event_type] = data), at most once:
--- only an event newer than the projection's version moves it.
+-- only an event newer than the projection's version moves it, and the
+-- projection never skips a stream version (events processed out of order, or a
+-- first event on a stream with history, fold in what lies before them).
 CREATE FUNCTION event.apply_to_projection(p_name text, p_event_id text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
     e event.events;
+    p event.event_projections;
+    f record;
     v_type text;
     v_id text;
-    v_rows int;
+    v_pid text;
 BEGIN
     SELECT * INTO e FROM event.events WHERE event_id = p_event_id;
-    IF NOT FOUND OR e.stream_id IS NULL THEN
+    IF NOT FOUND OR e.stream_id IS NULL OR e.stream_version IS NULL THEN
         RETURN false;
     END IF;
     v_type := split_part(e.stream_id, ':', 1);
     v_id := CASE WHEN strpos(e.stream_id, ':') > 0
                  THEN substr(e.stream_id, strpos(e.stream_id, ':') + 1) ELSE e.stream_id END;
-    INSERT INTO event.event_projections AS p
+    SELECT * INTO p FROM event.event_projections x
+    WHERE x.entity_type = v_type AND x.entity_id = v_id AND x.projection_name = p_name
+    FOR UPDATE;
+    IF FOUND THEN
+        IF p.version >= e.stream_version THEN
+            RETURN false;               -- already reflects this event
+        END IF;
+        IF p.version = e.stream_version - 1 THEN
+            UPDATE event.event_projections
+            SET state = p.state || jsonb_build_object(e.event_type, coalesce(e.data, '{}')),
+                version = e.stream_version, last_event_id = e.event_id, updated_at = now()
+            WHERE projection_id = p.projection_id;
+        ELSE                            -- events in between not applied yet: fold them in
+            SELECT * INTO f FROM event.fold_stream(e.stream_id, e.stream_version);
+            UPDATE event.event_projections
+            SET state = f.state, version = f.version, last_event_id = f.last_event_id,
+                updated_at = now()
+            WHERE projection_id = p.projection_id;
+        END IF;
+        RETURN true;
+    END IF;
+    -- First event seen for this entity: build from the stream's history.
+    SELECT * INTO f FROM event.fold_stream(e.stream_id, e.stream_version);
+    INSERT INTO event.event_projections
         (projection_id, projection_name, entity_id, entity_type, state, version, last_event_id)
-    VALUES (gen_random_uuid()::text, p_name, v_id, v_type,
-            jsonb_build_object(e.event_type, coalesce(e.data, '{}')), e.stream_version, e.event_id)
-    ON CONFLICT (entity_type, entity_id, projection_name) DO UPDATE
-        SET state = p.state || jsonb_build_object(e.event_type, coalesce(e.data, '{}')),
-            version = e.stream_version,
-            last_event_id = e.event_id,
-            updated_at = now()
-        WHERE p.version < e.stream_version;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    RETURN v_rows > 0;
+    VALUES (gen_random_uuid()::text, p_name, v_id, v_type, f.state, f.version, f.last_event_id)
+    ON CONFLICT (entity_type, entity_id, projection_name) DO NOTHING
+    RETURNING projection_id INTO v_pid;
+    IF v_pid IS NULL THEN               -- created meanwhile: apply to that one
+        RETURN event.apply_to_projection(p_name, p_event_id);
+    END IF;
+    -- publish_later is defined in schema/004 (resolved when called).
+    PERFORM event.publish_later('event.projection.created', 'projection.created:' || v_pid,
+        jsonb_build_object('projection_id', v_pid, 'projection_name', p_name,
+                           'entity_type', v_type, 'entity_id', v_id, 'version', f.version));
+    RETURN true;
 END $$;
 
 -- Records the outcome of a claimed batch in one transaction, for the rows the

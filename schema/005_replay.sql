@@ -68,14 +68,8 @@ BEGIN
     IF FOUND AND NOT p_rebuild THEN
         RETURN;
     END IF;
-    -- The latest event of each type wins; the latest of all is among them.
-    SELECT coalesce(jsonb_object_agg(x.event_type, x.data), '{}'), max(x.stream_version),
-           (array_agg(x.event_id ORDER BY x.stream_version DESC))[1]
-    INTO v_state, v_version, v_last
-    FROM (SELECT DISTINCT ON (e.event_type) e.event_type, coalesce(e.data, '{}') AS data,
-                 e.stream_version, e.event_id
-          FROM event.events e WHERE e.stream_id = v_stream
-          ORDER BY e.event_type, e.stream_version DESC) x;
+    SELECT f.state, f.version, f.last_event_id INTO v_state, v_version, v_last
+    FROM event.fold_stream(v_stream, NULL) f;
     IF v_version IS NULL THEN
         projection := NULL;
         RETURN;

@@ -377,4 +377,79 @@ void h_recv_reqs_free(h_recv_req_t *reqs, int n);
  * up to 10 s for the connection threads, and frees the receiver. */
 void h_recv_stop(h_recv_t *r);
 
+/* ---- HTTP: response headers ---------------------------------------------- */
+
+/* h_http, and also the response's header block as received (the status line
+ * and every "Name: value" line, each ending in CRLF) in *head (caller frees;
+ * never NULL, empty when no response came). */
+h_resp_t h_http_head(int port, const char *method, const char *path, const char *body,
+                     size_t body_len, const char *const *headers, int timeout_ms, char **head);
+/* The value of the header name (case-insensitive) in a block from
+ * h_http_head, without surrounding blanks, copied into out (truncated to
+ * cap). False when the block has no such header. */
+bool h_head_get(const char *head, const char *name, char *out, size_t cap);
+
+/* ---- NATS as another service would use it (ingestion tests) --------------- */
+
+/* A client connection of the test to its nats-server (no reconnect), with at
+ * most one core subscription. */
+typedef struct h_nc h_nc_t;
+
+/* Connects to e's nats-server; fails the test when it cannot. */
+h_nc_t *h_nc_open(h_env_t *e);
+/* Drops the subscription, if any, and the connection. NULL is fine. */
+void h_nc_close(h_nc_t *c);
+/* Core publish of the NUL-terminated data on subject, with a Nats-Msg-Id
+ * header when msg_id is not NULL, then a flush (the server has it when this
+ * returns true). */
+bool h_nc_publish(h_nc_t *c, const char *subject, const char *data, const char *msg_id);
+/* JetStream publish (as h_nc_publish, but waits up to 5 s for the stream's
+ * acknowledgement). *duplicate (may be NULL) gets whether the stream found it
+ * a duplicate within its window. False when no stream acknowledged it. */
+bool h_nc_js_publish(h_nc_t *c, const char *subject, const char *data, const char *msg_id,
+                     bool *duplicate);
+/* Subscribes (core NATS) to subject, wildcards allowed, and returns once the
+ * server has registered the interest. One subscription per client. */
+bool h_nc_subscribe(h_nc_t *c, const char *subject);
+/* The next message of the subscription, waiting up to timeout_ms, moved to
+ * *out (release with h_msg_clear; seq is 0 for core messages). False when
+ * none came in time. */
+bool h_nc_next(h_nc_t *c, int timeout_ms, h_msg_t *out);
+/* Creates a file-stored JetStream stream name capturing subject, with a
+ * de-duplication window of duplicate_window_ms (0: the server's default;
+ * nats-server refuses less than 100 ms). False when it cannot (it exists
+ * already, say). */
+bool h_nc_add_stream(h_nc_t *c, const char *name, const char *subject, int duplicate_window_ms);
+
+/* What JetStream reports about a consumer. */
+typedef struct {
+    uint64_t num_pending;      /* stream messages not yet delivered */
+    int64_t num_ack_pending;   /* delivered, neither acknowledged nor terminated */
+    int64_t num_redelivered;   /* messages delivered more than once */
+    uint64_t delivered_stream; /* stream sequence of the last delivery */
+    uint64_t ack_floor_stream; /* stream sequence up to which all is acknowledged */
+} h_consumer_t;
+
+/* Fills *out (may be NULL) with the state of consumer on stream, over a new
+ * connection to e's nats-server. False when the consumer (or the server)
+ * does not answer. */
+bool h_js_consumer(h_env_t *e, const char *stream, const char *consumer, h_consumer_t *out);
+
+/* ---- more instances of the service (several hosts, one database) --------- */
+
+/* Starts another event-service as a second host would run it: against the
+ * test's database and nats-server, on a port of its own (h_free_port), with
+ * its config in <test dir>/<name>.yaml (what h_svc_write_config writes for e,
+ * but on that port, then extra_yaml appended: later keys win; NULL for none)
+ * and its log in <test dir>/<name>.log. Returns once GET /health/ready on its
+ * port answers 200 and the API workers of every running instance have their
+ * database connections (as h_svc_start); fails the test with its log tail if
+ * it exits or is not ready within 30 s. The harness owns the instance:
+ * h_finish stops it (SIGTERM) and checks its log as it checks the main one's,
+ * h_teardown stops it if it still runs. At most 4 per test. */
+h_svc_t *h_svc_start_other(h_env_t *e, const char *name, const char *extra_yaml);
+/* Stops an instance of h_svc_start_other as h_svc_stop stops the main one
+ * (sig, then SIGKILL after timeout_ms; true if it exited in time). */
+bool h_svc_stop_other(h_svc_t *s, int sig, int timeout_ms);
+
 #endif

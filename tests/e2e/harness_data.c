@@ -234,3 +234,128 @@ bool h_js_wait_msg(h_env_t *e, const char *msg_id, int timeout_ms, h_msg_t *out)
     } while (h_now_ms() < deadline);
     return false;
 }
+
+/* ---- NATS as another service would use it ---------------------------------- */
+
+struct h_nc {
+    js_conn_t conn;
+    natsSubscription *sub;
+};
+
+h_nc_t *h_nc_open(h_env_t *e)
+{
+    h_nc_t *c = calloc(1, sizeof(*c));
+    cr_assert(js_open(e, &c->conn), "cannot connect to nats-server on port %d", e->nats.port);
+    return c;
+}
+
+void h_nc_close(h_nc_t *c)
+{
+    if (c == NULL)
+        return;
+    if (c->sub)
+        natsSubscription_Destroy(c->sub);
+    js_close(&c->conn);
+    free(c);
+}
+
+static natsMsg *nc_msg(const char *subject, const char *data, const char *msg_id)
+{
+    natsMsg *m = NULL;
+    if (natsMsg_Create(&m, subject, NULL, data, (int)strlen(data)) != NATS_OK)
+        return NULL;
+    if (msg_id != NULL && natsMsgHeader_Set(m, "Nats-Msg-Id", msg_id) != NATS_OK) {
+        natsMsg_Destroy(m);
+        return NULL;
+    }
+    return m;
+}
+
+bool h_nc_publish(h_nc_t *c, const char *subject, const char *data, const char *msg_id)
+{
+    natsMsg *m = nc_msg(subject, data, msg_id);
+    bool ok = m != NULL && natsConnection_PublishMsg(c->conn.nc, m) == NATS_OK &&
+              natsConnection_FlushTimeout(c->conn.nc, 5000) == NATS_OK;
+    natsMsg_Destroy(m);
+    return ok;
+}
+
+bool h_nc_js_publish(h_nc_t *c, const char *subject, const char *data, const char *msg_id,
+                     bool *duplicate)
+{
+    natsMsg *m = nc_msg(subject, data, msg_id);
+    if (m == NULL)
+        return false;
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 5000;
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+    bool ok = js_PublishMsg(&pa, c->conn.js, m, &po, &jerr) == NATS_OK && pa != NULL;
+    if (ok && duplicate)
+        *duplicate = pa->Duplicate;
+    if (pa)
+        jsPubAck_Destroy(pa);
+    natsMsg_Destroy(m);
+    return ok;
+}
+
+bool h_nc_subscribe(h_nc_t *c, const char *subject)
+{
+    if (c->sub != NULL)
+        return false;
+    if (natsConnection_SubscribeSync(&c->sub, c->conn.nc, subject) != NATS_OK) {
+        c->sub = NULL;
+        return false;
+    }
+    return natsConnection_FlushTimeout(c->conn.nc, 5000) == NATS_OK;
+}
+
+bool h_nc_next(h_nc_t *c, int timeout_ms, h_msg_t *out)
+{
+    natsMsg *m = NULL;
+    if (c->sub == NULL || natsSubscription_NextMsg(&m, c->sub, timeout_ms) != NATS_OK)
+        return false;
+    msg_copy(m, out);
+    natsMsg_Destroy(m);
+    return true;
+}
+
+bool h_nc_add_stream(h_nc_t *c, const char *name, const char *subject, int duplicate_window_ms)
+{
+    jsStreamConfig sc;
+    jsStreamConfig_Init(&sc);
+    sc.Name = name;
+    const char *subjects[1] = {subject};
+    sc.Subjects = subjects;
+    sc.SubjectsLen = 1;
+    sc.Storage = js_FileStorage;
+    sc.Duplicates = (int64_t)duplicate_window_ms * 1000000;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_AddStream(&si, c->conn.js, &sc, NULL, &jerr);
+    if (si)
+        jsStreamInfo_Destroy(si);
+    return s == NATS_OK;
+}
+
+bool h_js_consumer(h_env_t *e, const char *stream, const char *consumer, h_consumer_t *out)
+{
+    js_conn_t c;
+    if (!js_open(e, &c))
+        return false;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    bool ok = js_GetConsumerInfo(&ci, c.js, stream, consumer, NULL, &jerr) == NATS_OK && ci;
+    if (ok && out) {
+        out->num_pending = ci->NumPending;
+        out->num_ack_pending = ci->NumAckPending;
+        out->num_redelivered = ci->NumRedelivered;
+        out->delivered_stream = ci->Delivered.Stream;
+        out->ack_floor_stream = ci->AckFloor.Stream;
+    }
+    if (ci)
+        jsConsumerInfo_Destroy(ci);
+    js_close(&c);
+    return ok;
+}

@@ -21,6 +21,12 @@
 static h_env_t *h_current; /* the environment of the running test */
 static h_pg_t shared_pg;   /* the run's PostgreSQL (runner process only) */
 
+/* Instances of h_svc_start_other in the running test. */
+#define MAX_OTHERS 4
+static h_svc_t *others[MAX_OTHERS];
+static int nothers;
+static void others_stop_all(void);
+
 /* ---- the test environment ------------------------------------------------- */
 
 /* The database of test "suite.test": a valid, unique, <= 63-byte name. */
@@ -109,6 +115,7 @@ void h_teardown(void)
     if (e == NULL)
         return;
     h_current = NULL;
+    others_stop_all();
     if (e->svc.pid > 0 && !h_svc_stop(e, SIGTERM, 15000))
         fprintf(stderr, "e2e %s: the service needed SIGKILL at teardown\n", e->name);
     h_nats_stop(&e->nats, SIGTERM);
@@ -147,6 +154,22 @@ static bool log_excerpt(const char *path, const char *needle, char *out, size_t 
     return hit != NULL;
 }
 
+/* Fails the test when a service log shows a sanitizer report, or a worker
+ * crash the test did not cause. */
+static void check_log(h_env_t *e, const char *log)
+{
+    static const char *const reports[] = {"AddressSanitizer", "LeakSanitizer",
+                                          "UndefinedBehaviorSanitizer", "runtime error:"};
+    for (size_t i = 0; i < sizeof(reports) / sizeof(reports[0]); i++) {
+        char excerpt[600];
+        if (log_excerpt(log, reports[i], excerpt, sizeof(excerpt)))
+            cr_assert_fail("sanitizer report in %s:\n%s", log, excerpt);
+    }
+    if (!e->expect_worker_deaths)
+        cr_assert(!h_file_contains(log, "was killed by signal", 0),
+                  "a worker crashed (see \"was killed by signal\" in %s)", log);
+}
+
 void h_finish(void)
 {
     h_env_t *e = h_current;
@@ -155,16 +178,13 @@ void h_finish(void)
     if (e->svc.pid > 0)
         cr_assert(h_svc_stop(e, SIGTERM, 20000),
                   "the service did not stop within 20 s of SIGTERM (log: %s)", e->svc.log);
-    static const char *const reports[] = {"AddressSanitizer", "LeakSanitizer",
-                                          "UndefinedBehaviorSanitizer", "runtime error:"};
-    for (size_t i = 0; i < sizeof(reports) / sizeof(reports[0]); i++) {
-        char excerpt[600];
-        if (log_excerpt(e->svc.log, reports[i], excerpt, sizeof(excerpt)))
-            cr_assert_fail("sanitizer report in %s:\n%s", e->svc.log, excerpt);
-    }
-    if (!e->expect_worker_deaths)
-        cr_assert(!h_svc_log_contains(e, "was killed by signal", 0),
-                  "a worker crashed (see \"was killed by signal\" in %s)", e->svc.log);
+    for (int i = 0; i < nothers; i++)
+        if (others[i]->pid > 0)
+            cr_assert(h_svc_stop_other(others[i], SIGTERM, 20000),
+                      "the service did not stop within 20 s of SIGTERM (log: %s)", others[i]->log);
+    check_log(e, e->svc.log);
+    for (int i = 0; i < nothers; i++)
+        check_log(e, others[i]->log);
 }
 
 /* ---- the service ---------------------------------------------------------- */
@@ -177,21 +197,27 @@ static const char *const service_env_unset[] = {
     "CONSUL_PORT",  "CONSUL_ENABLED",      "RUDDERSTACK_WEBHOOK_SECRET",
     "BATCH_SIZE",   "PROCESSING_INTERVAL", NULL};
 
-void h_svc_write_config_text(h_env_t *e, const char *text)
+/* Writes text to path (via a temporary file and a rename). */
+static void write_text(const char *path, const char *text)
 {
     char tmp[320];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", e->svc.conf);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0)
         h_fatal("cannot write %s", tmp);
-    if (rename(tmp, e->svc.conf) != 0) /* readers never see half a file */
+    if (rename(tmp, path) != 0) /* readers never see half a file */
         h_fatal("rename %s: %s", tmp, strerror(errno));
 }
 
-void h_svc_write_config(h_env_t *e)
+void h_svc_write_config_text(h_env_t *e, const char *text)
 {
-    char text[8192];
-    snprintf(text, sizeof(text),
+    write_text(e->svc.conf, text);
+}
+
+/* The config of an instance of e on port, with more appended (or NULL). */
+static void config_text(h_env_t *e, int port, const char *more, char *text, size_t cap)
+{
+    snprintf(text, cap,
              "service:\n"
              "  bind: 127.0.0.1\n"
              "  port: %d\n"
@@ -208,10 +234,16 @@ void h_svc_write_config(h_env_t *e)
              "logging:\n"
              "  level: info\n"
              "  format: text\n"
-             "%s",
-             e->svc.port, e->opts.shutdown_timeout, e->opts.api_workers, e->opts.processors,
-             e->dburl, e->opts.no_nats ? "false" : "true", e->opts.no_nats ? 4222 : e->nats.port,
-             e->opts.extra_yaml ? e->opts.extra_yaml : "");
+             "%s%s",
+             port, e->opts.shutdown_timeout, e->opts.api_workers, e->opts.processors, e->dburl,
+             e->opts.no_nats ? "false" : "true", e->opts.no_nats ? 4222 : e->nats.port,
+             e->opts.extra_yaml ? e->opts.extra_yaml : "", more ? more : "");
+}
+
+void h_svc_write_config(h_env_t *e)
+{
+    char text[8192];
+    config_text(e, e->svc.port, NULL, text, sizeof(text));
     h_svc_write_config_text(e, text);
 }
 
@@ -337,6 +369,75 @@ int h_svc_workers(h_env_t *e, pid_t *out, int max)
 bool h_svc_log_contains(h_env_t *e, const char *needle, long from)
 {
     return h_file_contains(e->svc.log, needle, from);
+}
+
+/* ---- more instances of the service ---------------------------------------- */
+
+h_svc_t *h_svc_start_other(h_env_t *e, const char *name, const char *extra_yaml)
+{
+    cr_assert(nothers < MAX_OTHERS, "at most %d more instances per test", MAX_OTHERS);
+    h_svc_t *s = calloc(1, sizeof(*s));
+    s->port = h_free_port();
+    snprintf(s->conf, sizeof(s->conf), "%s/%s.yaml", e->dir, name);
+    snprintf(s->log, sizeof(s->log), "%s/%s.log", e->dir, name);
+    char text[8192];
+    config_text(e, s->port, extra_yaml, text, sizeof(text));
+    write_text(s->conf, text);
+    const char *argv[] = {ES_TEST_BINARY, "-c", s->conf, NULL};
+    s->pid = h_spawn(argv, s->log, false, service_env_unset, NULL);
+    others[nothers++] = s;
+    int64_t deadline = h_now_ms() + 30000;
+    for (;;) {
+        int status;
+        if (h_wait_exit(s->pid, 0, &status)) {
+            s->pid = 0;
+            s->exit_status = status;
+            h_print_tail(s->log, 30, "  other.log| ");
+            cr_assert_fail("event-service %s exited at start (status 0x%x)", name, status);
+        }
+        int running = 0;
+        for (int i = 0; i < nothers; i++)
+            running += others[i]->pid > 0;
+        running += e->svc.pid > 0;
+        h_resp_t r = h_http(s->port, "GET", "/health/ready", NULL, 0, NULL, 2000);
+        bool ready = r.status == 200 && (e->opts.no_nats || h_js_stream_exists(e)) &&
+                     api_sessions_ready(e) >= running * e->opts.api_workers * 2;
+        h_resp_free(&r);
+        if (ready)
+            return s;
+        if (h_now_ms() > deadline) {
+            h_print_tail(s->log, 30, "  other.log| ");
+            cr_assert_fail("event-service %s not ready on port %d after 30 s", name, s->port);
+        }
+        h_pause_ms(20);
+    }
+}
+
+bool h_svc_stop_other(h_svc_t *s, int sig, int timeout_ms)
+{
+    if (s->pid <= 0)
+        return true;
+    kill(s->pid, sig);
+    int status = 0;
+    bool exited = h_wait_exit(s->pid, timeout_ms, &status);
+    if (!exited) {
+        kill(s->pid, SIGKILL);
+        h_wait_exit(s->pid, 10000, &status);
+    }
+    s->exit_status = status;
+    s->pid = 0;
+    return exited;
+}
+
+static void others_stop_all(void)
+{
+    for (int i = 0; i < nothers; i++) {
+        if (others[i]->pid > 0 && !h_svc_stop_other(others[i], SIGTERM, 15000))
+            fprintf(stderr, "e2e: %s needed SIGKILL at teardown\n", others[i]->log);
+        free(others[i]);
+        others[i] = NULL;
+    }
+    nothers = 0;
 }
 
 /* ---- Criterion runner hooks (parent process) ------------------------------ */

@@ -435,7 +435,8 @@ static char *recv_read_request(int fd, size_t *head_len, size_t *body_len)
     }
     *head_len = (size_t)(end - buf) + 4;
     size_t want = 0;
-    for (const char *line = strstr(buf, "\r\n"); line && line < end; line = strstr(line + 2, "\r\n"))
+    for (const char *line = strstr(buf, "\r\n"); line && line < end;
+         line = strstr(line + 2, "\r\n"))
         if (strncasecmp(line + 2, "Content-Length:", 15) == 0)
             want = strtoul(line + 17, NULL, 10);
     if (want > RECV_MAX_REQUEST)
@@ -484,7 +485,8 @@ static void *recv_conn_main(void *arg)
         int status = 200, delay_ms = 0;
         size_t plen = strcspn(rec.path, "?");
         for (int i = 0; i < r->nrules; i++)
-            if (strlen(r->rules[i].path) == plen && strncmp(r->rules[i].path, rec.path, plen) == 0) {
+            if (strlen(r->rules[i].path) == plen &&
+                strncmp(r->rules[i].path, rec.path, plen) == 0) {
                 status = r->rules[i].status;
                 delay_ms = r->rules[i].delay_ms;
             }
@@ -691,4 +693,43 @@ void h_recv_stop(h_recv_t *r)
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
     free(r);
+}
+
+/* ---- HTTP: response headers ------------------------------------------------ */
+
+h_resp_t h_http_head(int port, const char *method, const char *path, const char *body,
+                     size_t body_len, const char *const *headers, int timeout_ms, char **head)
+{
+    h_resp_t r;
+    xfer_t x;
+    buf_t hb = {0};
+    xfer_init(&x, port, method, path, body, body_len, headers, timeout_ms, &r);
+    curl_easy_setopt(x.curl, CURLOPT_HEADERFUNCTION, on_body);
+    curl_easy_setopt(x.curl, CURLOPT_HEADERDATA, &hb);
+    xfer_done(&x, curl_easy_perform(x.curl));
+    *head = hb.data ? hb.data : calloc(1, 1);
+    return r;
+}
+
+bool h_head_get(const char *head, const char *name, char *out, size_t cap)
+{
+    size_t nlen = strlen(name);
+    for (const char *line = head; line && *line;) {
+        const char *eol = strstr(line, "\r\n");
+        const char *end = eol ? eol : line + strlen(line);
+        if ((size_t)(end - line) > nlen && strncasecmp(line, name, nlen) == 0 &&
+            line[nlen] == ':') {
+            const char *v = line + nlen + 1;
+            while (v < end && (*v == ' ' || *v == '\t'))
+                v++;
+            const char *ve = end;
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            if (cap > 0)
+                snprintf(out, cap, "%.*s", (int)(ve - v), v);
+            return true;
+        }
+        line = eol ? eol + 2 : NULL;
+    }
+    return false;
 }
