@@ -236,6 +236,14 @@ void es_h_tracking(h2o_req_t *req, const es_route_args_t *args)
         es_http_error(req, 400, "body: expected a JSON object");
         return;
     }
+    if (es_json_too_deep(body, cfg->service.json_max_depth)) { /* 400 here, as every refusal */
+        char msg[128];
+        snprintf(msg, sizeof(msg), "body: JSON nesting deeper than %d levels",
+                 cfg->service.json_max_depth);
+        json_decref(body);
+        es_http_error(req, 400, msg);
+        return;
+    }
     if (!write_key_ok(req, body)) {
         json_decref(body);
         es_http_error(req, 401, cfg->tracking.write_keys.len == 0

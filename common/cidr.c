@@ -15,7 +15,7 @@ bool es_cidr_parse(const char *s, es_cidr_t *out)
     int64_t prefix = -1;
     if (slash != NULL) {
         *slash = '\0';
-        if (!es_parse_int64(slash + 1, strlen(slash + 1), &prefix))
+        if (!es_parse_int64(slash + 1, strlen(slash + 1), &prefix) || prefix < 0)
             return false;
     }
     memset(out, 0, sizeof(*out));

@@ -101,7 +101,7 @@ static const char *json_type_name(const json_t *v)
 }
 
 /* Characters (code points) of UTF-8 text: varchar(n) limits count these. */
-static size_t chars(const char *s)
+size_t es_utf8_chars(const char *s)
 {
     size_t n = 0;
     for (; *s; s++)
@@ -130,7 +130,7 @@ static es_rc_t opt_string(const json_t *in, const char *key, const char *prefix,
         es_field_error_set(err, prefix, key, "must be a string, not %s", json_type_name(v));
         return ES_INVALID;
     }
-    if (chars(json_string_value(v)) > ES_FIELD_MAX) {
+    if (es_utf8_chars(json_string_value(v)) > ES_FIELD_MAX) {
         es_field_error_set(err, prefix, key, "must be at most %d characters", ES_FIELD_MAX);
         return ES_INVALID;
     }
@@ -203,7 +203,7 @@ es_rc_t es_event_from_json(es_event_t *ev, const json_t *in, const char *prefix,
         es_field_error_set(err, prefix, "event_type", "must not be empty");
         return ES_INVALID;
     }
-    if (chars(json_string_value(v)) > ES_FIELD_MAX || has_control(json_string_value(v)) ||
+    if (es_utf8_chars(json_string_value(v)) > ES_FIELD_MAX || has_control(json_string_value(v)) ||
         strlen(json_string_value(v)) != json_string_length(v)) {
         es_field_error_set(err, prefix, "event_type",
                            "must be at most %d characters without control characters",
@@ -215,7 +215,7 @@ es_rc_t es_event_from_json(es_event_t *ev, const json_t *in, const char *prefix,
     v = json_object_get(in, "event_id");
     if (v != NULL && !json_is_null(v)) {
         if (!json_is_string(v) || json_string_length(v) == 0 ||
-            chars(json_string_value(v)) > ES_FIELD_MAX || has_control(json_string_value(v)) ||
+            es_utf8_chars(json_string_value(v)) > ES_FIELD_MAX || has_control(json_string_value(v)) ||
             strlen(json_string_value(v)) != json_string_length(v)) {
             es_field_error_set(err, prefix, "event_id",
                                "must be a non-empty string of at most %d characters",
@@ -282,7 +282,7 @@ es_rc_t es_event_from_json(es_event_t *ev, const json_t *in, const char *prefix,
     }
     if (ev->stream_id == NULL && entity_type != NULL) {
         char *sid = es_xasprintf("%s:%s", entity_type, entity_id);
-        if (chars(sid) > ES_FIELD_MAX) {
+        if (es_utf8_chars(sid) > ES_FIELD_MAX) {
             free(sid);
             es_field_error_set(err, prefix, "entity_id",
                                "entity_type:entity_id must be at most %d characters",

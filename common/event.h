@@ -129,4 +129,8 @@ json_t *es_json_lossy_string(const char *s, size_t n);
 /* True when v nests deeper than max_depth containers. */
 bool es_json_too_deep(const json_t *v, int max_depth);
 
+/* Characters (code points) in a valid UTF-8 string: what the 255-character
+ * limits of the text columns count. */
+size_t es_utf8_chars(const char *s);
+
 #endif

@@ -40,11 +40,14 @@ static bool ensure(es_pgsync_t *db, const char *what)
 PGresult *es_pgsync_query(es_pgsync_t *db, const char *what, const char *sql, int nparams,
                           const char *const *params)
 {
+    db->sqlstate[0] = '\0';
     if (!ensure(db, what))
         return NULL;
     PGresult *r = PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        es_strlcpy(db->sqlstate, state ? state : "", sizeof(db->sqlstate));
         es_warn("%s: %s failed: %s", db->who, what, PQresultErrorMessage(r));
         PQclear(r);
         return NULL;

@@ -15,6 +15,7 @@ typedef struct {
     PGconn *conn;
     char who[48]; /* names the user in log lines */
     bool fresh;   /* the last query (re)connected: session state was lost */
+    char sqlstate[6]; /* SQLSTATE of the last failed query ("" when none or not the server's) */
 } es_pgsync_t;
 
 void es_pgsync_init(es_pgsync_t *db, const char *conninfo, const char *who);

@@ -80,6 +80,14 @@ es_rc_t es_rudder_to_event(es_event_t *ev, const json_t *msg, const char *type_h
         es_field_error_set(err, prefix, "userId", "userId or anonymousId is required");
         return ES_INVALID;
     }
+    if ((user && es_utf8_chars(user) > ES_FIELD_MAX) || (anon && es_utf8_chars(anon) > ES_FIELD_MAX)) {
+        es_field_error_set(err, prefix, user && es_utf8_chars(user) > ES_FIELD_MAX ? "userId"
+                                                                                   : "anonymousId",
+                           "must be at most %d characters", ES_FIELD_MAX);
+        free(user);
+        free(anon);
+        return ES_INVALID;
+    }
     const json_t *evv = json_object_get(msg, "event");
     const json_t *namev = json_object_get(msg, "name");
     const char *event = json_is_string(evv) && json_string_length(evv) > 0 ? json_string_value(evv)
@@ -88,7 +96,7 @@ es_rc_t es_rudder_to_event(es_event_t *ev, const json_t *msg, const char *type_h
                            ? json_string_value(namev)
                            : NULL;
     const char *event_type = event ? event : name ? name : type;
-    if (strlen(event_type) > ES_FIELD_MAX) {
+    if (es_utf8_chars(event_type) > ES_FIELD_MAX) {
         es_field_error_set(err, prefix, event ? "event" : "name", "must be at most %d characters",
                            ES_FIELD_MAX);
         free(user);

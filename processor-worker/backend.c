@@ -227,10 +227,18 @@ static void handle(es_backend_t *b, natsMsgList *list)
     es_buf_putc(&reqs, ']');
     if (stored > 0) {
         const char *params[1] = {reqs.data};
-        PGresult *r = es_pgsync_query(&b->db, "store backend events",
-                                      "SELECT req, code FROM event.ingest($1::jsonb) WHERE "
-                                      "event_id IS NULL AND code = 409",
-                                      1, params);
+        PGresult *r = NULL;
+        /* A copy of one of these messages stored meanwhile by another worker
+         * (committed after event.ingest looked) fails the insert on the
+         * primary key; looked at again, it is an existing event. */
+        for (int attempt = 0; attempt < 3 && r == NULL; attempt++) {
+            r = es_pgsync_query(&b->db, "store backend events",
+                                "SELECT req, code FROM event.ingest($1::jsonb) WHERE "
+                                "event_id IS NULL AND code = 409",
+                                1, params);
+            if (r == NULL && strcmp(b->db.sqlstate, "23505") != 0)
+                break;
+        }
         if (r == NULL) {
             es_warn("backend: %d events not stored; they will be redelivered", stored);
         } else {

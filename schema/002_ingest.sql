@@ -50,6 +50,7 @@ DECLARE
     v_heads      jsonb := '{}';   -- stream_id -> version after accepted requests
     v_local      jsonb;
     v_seen       jsonb := '{}';   -- event_id -> request_hash of events accepted in this call
+    v_rseen      jsonb;           -- the same, with the request being checked
     v_new        jsonb[];
     v_acc        jsonb[] := '{}'; -- accepted new events of checked requests
     v_old_req    int[] := '{}';   -- (req, id): events that existed before this call
@@ -90,13 +91,14 @@ BEGIN
         v_new := '{}';
         v_tmp_old := '{}';
         v_tmp_dup := '{}';
+        v_rseen := v_seen;
         FOR v_ev IN SELECT e FROM jsonb_array_elements(v_req -> 'events') e
         LOOP
             v_id := v_ev ->> 'event_id';
             v_hash := v_ev ->> 'request_hash';
             IF v_hash IS NOT NULL THEN
-                IF v_seen ? v_id THEN
-                    IF (v_seen ->> v_id) IS DISTINCT FROM v_hash THEN
+                IF v_rseen ? v_id THEN     -- earlier in this call, or in this request
+                    IF (v_rseen ->> v_id) IS DISTINCT FROM v_hash THEN
                         v_ok := false;
                         v_detail := format('event_id: %s already exists with different content', v_id);
                         EXIT;
@@ -114,8 +116,10 @@ BEGIN
                         EXIT;
                     END IF;
                     v_tmp_old := v_tmp_old || v_id;
+                    v_rseen := v_rseen || jsonb_build_object(v_id, v_hash);
                     CONTINUE;
                 END IF;
+                v_rseen := v_rseen || jsonb_build_object(v_id, v_hash);
             END IF;
             v_all_old := false;
             v_stream := v_ev ->> 'stream_id';
