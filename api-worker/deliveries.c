@@ -20,7 +20,7 @@
 
 /* Over event.deliveries d. */
 #define DELIVERY_COLUMNS                                                                           \
-    "d.delivery_id, d.subscription_id, d.event_id, d.status, d.attempts, d.next_attempt_at, "     \
+    "d.delivery_id, d.subscription_id, d.event_id, d.status, d.attempts, d.next_attempt_at, "      \
     "d.last_status_code, d.last_error, d.created_at, d.updated_at, d.delivered_at"
 #define DELIVERY_NCOLS 11
 
@@ -55,10 +55,7 @@ static void render_delivery(es_buf_t *b, const PGresult *r, int row, int c)
 
 static void reply_missing(h2o_req_t *req, const char *what, const char *id)
 {
-    es_buf_t b = ES_BUF_INIT;
-    es_buf_printf(&b, "%s not found: %s", what, id);
-    es_http_error(req, 404, b.data);
-    es_buf_free(&b);
+    es_http_errorf(req, 404, "%s not found: %s", what, id);
 }
 
 typedef struct {
@@ -153,17 +150,18 @@ void es_h_deliveries_list(h2o_req_t *req, const es_route_args_t *args)
     pg->limit = (int)limit;
     char lim[16];
     snprintf(lim, sizeof(lim), "%d", pg->limit + 1);
-    const char *params[5] = {args->v[0], has_status ? status : NULL, lim,
-                             cur_id ? cur_ts : NULL, cur_id};
+    const char *params[5] = {args->v[0], has_status ? status : NULL, lim, cur_id ? cur_ts : NULL,
+                             cur_id};
     /* Keyset paging, newest first, on deliveries_by_subscription. */
-    es_dbreq_read_ex(req,
-                     "SELECT 1, p.* FROM event.event_subscriptions s LEFT JOIN LATERAL (SELECT "
-                     DELIVERY_COLUMNS " FROM event.deliveries d WHERE d.subscription_id = $1 "
-                     "AND ($2::text IS NULL OR d.status = $2) AND ($4::timestamptz IS NULL OR "
-                     "(d.created_at, d.delivery_id) < ($4::timestamptz, $5)) "
-                     "ORDER BY d.created_at DESC, d.delivery_id DESC LIMIT $3::int) p ON true "
-                     "WHERE s.subscription_id = $1 ORDER BY p.created_at DESC, p.delivery_id DESC",
-                     5, params, on_page, pg, page_free);
+    es_dbreq_read_ex(
+        req,
+        "SELECT 1, p.* FROM event.event_subscriptions s LEFT JOIN LATERAL (SELECT " DELIVERY_COLUMNS
+        " FROM event.deliveries d WHERE d.subscription_id = $1 "
+        "AND ($2::text IS NULL OR d.status = $2) AND ($4::timestamptz IS NULL OR "
+        "(d.created_at, d.delivery_id) < ($4::timestamptz, $5)) "
+        "ORDER BY d.created_at DESC, d.delivery_id DESC LIMIT $3::int) p ON true "
+        "WHERE s.subscription_id = $1 ORDER BY p.created_at DESC, p.delivery_id DESC",
+        5, params, on_page, pg, page_free);
     free(cur_id);
 }
 
@@ -177,7 +175,8 @@ static void on_delivery(h2o_req_t *req, const PGresult *res, void *user)
     render_delivery(&b, res, 0, 0);
     b.len--; /* reopen the object for the attempts */
     es_buf_puts(&b, ",\"attempt_log\":");
-    es_buf_puts(&b, PQgetisnull(res, 0, DELIVERY_NCOLS) ? "[]" : PQgetvalue(res, 0, DELIVERY_NCOLS));
+    es_buf_puts(&b,
+                PQgetisnull(res, 0, DELIVERY_NCOLS) ? "[]" : PQgetvalue(res, 0, DELIVERY_NCOLS));
     es_buf_putc(&b, '}');
     es_http_json(req, 200, b.data, b.len);
     es_buf_free(&b);

@@ -205,10 +205,7 @@ invalid:
 static void on_event_row(h2o_req_t *req, const PGresult *res, void *user)
 {
     if (PQntuples(res) == 0) {
-        es_buf_t b = ES_BUF_INIT;
-        es_buf_printf(&b, "Event not found: %s", (const char *)user);
-        es_http_error(req, 404, b.data);
-        es_buf_free(&b);
+        es_http_errorf(req, 404, "Event not found: %s", (const char *)user);
         return;
     }
     es_buf_t b = ES_BUF_INIT;

@@ -6,6 +6,7 @@
 #include "common/buf.h"
 #include "common/log.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,18 @@ void es_http_error(h2o_req_t *req, int status, const char *detail)
     es_buf_putc(&b, '}');
     es_http_json(req, status, b.data, b.len);
     es_buf_free(&b);
+}
+
+void es_http_errorf(h2o_req_t *req, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *detail = NULL;
+    if (vasprintf(&detail, fmt, ap) < 0)
+        detail = NULL;
+    va_end(ap);
+    es_http_error(req, status, detail ? detail : fmt);
+    free(detail);
 }
 
 /* "events[2].event_source" -> ["body","events",2,"event_source"] */

@@ -16,6 +16,8 @@
 void es_http_json(h2o_req_t *req, int status, const char *body, size_t len);
 /* {"detail": detail} with status. */
 void es_http_error(h2o_req_t *req, int status, const char *detail);
+/* The same with a formatted detail. */
+void es_http_errorf(h2o_req_t *req, int status, const char *fmt, ...) ES_PRINTF(3, 4);
 /* 422 {"detail": "field: msg", "errors": [{"loc": [...], "msg": ...}]}. */
 void es_http_invalid(h2o_req_t *req, const es_field_error_t *err);
 

@@ -178,8 +178,7 @@ static int error_status(const PGresult *res, const char **detail)
 {
     const char *state = es_pg_sqlstate(res);
     if (res == NULL || strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0 ||
-        strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
-        strcmp(state, "55P03") == 0) {
+        strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0) {
         *detail = "database unavailable; retry";
         return 503;
     }
@@ -225,15 +224,23 @@ static int find_row(const rowref_t *refs, int n, const char *id)
     return -1;
 }
 
-/* Answers every request of a successful ingest_plain_stmt result: rows
- * (event_id, position), the rest rendered from what was sent. */
-static void deliver_plain(es_ingest_t *in, group_t *g, const PGresult *res)
+/* The rows of res sorted by the event_id in their column 0 (for find_row). */
+static rowref_t *index_rows(const PGresult *res)
 {
     int nrows = PQntuples(res);
     rowref_t *refs = es_xcalloc((size_t)ES_MAX(nrows, 1), sizeof(rowref_t));
     for (int i = 0; i < nrows; i++)
         refs[i] = (rowref_t){res, i, 0};
     qsort(refs, (size_t)nrows, sizeof(rowref_t), cmp_rowref);
+    return refs;
+}
+
+/* Answers every request of a successful ingest_plain_stmt result: rows
+ * (event_id, position), the rest rendered from what was sent. */
+static void deliver_plain(es_ingest_t *in, group_t *g, const PGresult *res)
+{
+    int nrows = PQntuples(res);
+    rowref_t *refs = index_rows(res);
     es_ingest_req_t *r = g->reqs;
     g->reqs = NULL;
     while (r != NULL) {
@@ -366,10 +373,7 @@ static int choose_path(es_ingest_req_t *reqs, int n)
 static void deliver_ids(es_ingest_t *in, group_t *g, const PGresult *res)
 {
     int nrows = PQntuples(res);
-    rowref_t *refs = es_xcalloc((size_t)ES_MAX(nrows, 1), sizeof(rowref_t));
-    for (int i = 0; i < nrows; i++)
-        refs[i] = (rowref_t){res, i, 0};
-    qsort(refs, (size_t)nrows, sizeof(rowref_t), cmp_rowref);
+    rowref_t *refs = index_rows(res);
     es_ingest_req_t *r = g->reqs;
     g->reqs = NULL;
     while (r != NULL) {
@@ -385,7 +389,8 @@ static void deliver_ids(es_ingest_t *in, group_t *g, const PGresult *res)
                 positions[e] = es_pg_int(res, row, 1);
             } else if (!PQgetisnull(res, row, 3 + ES_COL_EVENT_ID)) {
                 existing = row; /* one event: the request is that event */
-                status = strcmp(PQgetvalue(res, row, 2), r->events[e].request_hash) == 0 ? 200 : 409;
+                status =
+                    strcmp(PQgetvalue(res, row, 2), r->events[e].request_hash) == 0 ? 200 : 409;
             } else {
                 status = 0; /* taken by a transaction we could not see: decide alone */
             }
@@ -435,8 +440,8 @@ static void on_group_done(void *ctx, const PGresult *res, const char *err)
     } else if (g->nreqs > 1) {
         /* Something one request could not decide alone (a deadlock, a stream or
          * event_id created concurrently): retry each in its own transaction. */
-        es_warn("group write of %d requests failed (%s); retrying them one by one",
-                g->nreqs, res ? PQresultErrorMessage(res) : err);
+        es_warn("group write of %d requests failed (%s); retrying them one by one", g->nreqs,
+                res ? PQresultErrorMessage(res) : err);
         es_ingest_req_t *last = g->reqs;
         while (last->next != NULL)
             last = last->next;

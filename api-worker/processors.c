@@ -14,7 +14,7 @@
 #include <string.h>
 
 #define PROCESSOR_COLUMNS                                                                          \
-    "p.processor_id, p.processor_name, p.processor_type, p.enabled, p.priority, p.filters, "      \
+    "p.processor_id, p.processor_name, p.processor_type, p.enabled, p.priority, p.filters, "       \
     "p.config, p.error_count, p.last_error, p.last_processed_at, p.created_at, p.updated_at"
 
 static void render_processor(es_buf_t *b, const PGresult *r, int row, int c)
@@ -27,7 +27,8 @@ static void render_processor(es_buf_t *b, const PGresult *r, int row, int c)
     es_buf_json_cstr(b, PQgetvalue(r, row, c + 2));
     es_buf_printf(b, ",\"enabled\":%s,\"priority\":%s,\"filters\":%s,\"config\":%s",
                   strcmp(PQgetvalue(r, row, c + 3), "t") == 0 ? "true" : "false",
-                  PQgetvalue(r, row, c + 4), PQgetisnull(r, row, c + 5) ? "{}" : PQgetvalue(r, row, c + 5),
+                  PQgetvalue(r, row, c + 4),
+                  PQgetisnull(r, row, c + 5) ? "{}" : PQgetvalue(r, row, c + 5),
                   PQgetisnull(r, row, c + 6) ? "{}" : PQgetvalue(r, row, c + 6));
     es_buf_printf(b, ",\"error_count\":%s,\"last_error\":",
                   PQgetisnull(r, row, c + 7) ? "0" : PQgetvalue(r, row, c + 7));
@@ -44,13 +45,7 @@ static void render_processor(es_buf_t *b, const PGresult *r, int row, int c)
 static void on_list(h2o_req_t *req, const PGresult *res, void *user)
 {
     es_buf_t b = ES_BUF_INIT;
-    es_buf_putc(&b, '[');
-    for (int i = 0; i < PQntuples(res); i++) {
-        if (i > 0)
-            es_buf_putc(&b, ',');
-        render_processor(&b, res, i, 0);
-    }
-    es_buf_putc(&b, ']');
+    es_render_rows(&b, res, render_processor);
     es_http_json(req, 200, b.data, b.len);
     es_buf_free(&b);
 }
@@ -169,8 +164,8 @@ void es_h_processors_create(h2o_req_t *req, const es_route_args_t *args)
                   "processor_name, processor_type, enabled, priority, filters, config) "
                   "VALUES ($1, $2, $3, $4::boolean, $5::int, $6::jsonb, $7::jsonb) "
                   "ON CONFLICT DO NOTHING RETURNING *) "
-                  "SELECT EXISTS (SELECT 1 FROM event.event_processors WHERE processor_id = $1), "
-                  PROCESSOR_COLUMNS " FROM (SELECT 1) one LEFT JOIN ins p ON true",
+                  "SELECT EXISTS (SELECT 1 FROM event.event_processors WHERE processor_id = "
+                  "$1), " PROCESSOR_COLUMNS " FROM (SELECT 1) one LEFT JOIN ins p ON true",
                   7, (const char *const *)params, on_created, es_xstrdup(params[1]));
     for (int i = 0; i < 7; i++)
         free(params[i]);
@@ -180,10 +175,7 @@ void es_h_processors_create(h2o_req_t *req, const es_route_args_t *args)
 static void on_toggled(h2o_req_t *req, const PGresult *res, void *user)
 {
     if (PQntuples(res) == 0) {
-        es_buf_t b = ES_BUF_INIT;
-        es_buf_printf(&b, "Processor not found: %s", (const char *)user);
-        es_http_error(req, 404, b.data);
-        es_buf_free(&b);
+        es_http_errorf(req, 404, "Processor not found: %s", (const char *)user);
         return;
     }
     es_buf_t b = ES_BUF_INIT;
@@ -224,8 +216,9 @@ void es_h_processors_toggle(h2o_req_t *req, const es_route_args_t *args)
         json_decref(body);
     }
     const char *params[2] = {args->v[0], enabled};
-    es_dbreq_read(req,
-                  "UPDATE event.event_processors p SET enabled = coalesce($2::boolean, NOT "
-                  "p.enabled), updated_at = now() WHERE p.processor_id = $1 RETURNING " PROCESSOR_COLUMNS,
-                  2, params, on_toggled, es_xstrdup(args->v[0]));
+    es_dbreq_read(
+        req,
+        "UPDATE event.event_processors p SET enabled = coalesce($2::boolean, NOT "
+        "p.enabled), updated_at = now() WHERE p.processor_id = $1 RETURNING " PROCESSOR_COLUMNS,
+        2, params, on_toggled, es_xstrdup(args->v[0]));
 }

@@ -17,11 +17,8 @@
 static void on_projection(h2o_req_t *req, const PGresult *res, void *user)
 {
     if (PQntuples(res) == 0 || PQgetisnull(res, 0, 1)) {
-        es_buf_t b = ES_BUF_INIT;
-        es_buf_printf(&b, "Projection not found: %s (its stream has no events)",
-                      (const char *)user);
-        es_http_error(req, 404, b.data);
-        es_buf_free(&b);
+        es_http_errorf(req, 404, "Projection not found: %s (its stream has no events)",
+                       (const char *)user);
         return;
     }
     if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) /* created: its publication is queued */

@@ -21,7 +21,7 @@
 #define DRY_RUN_IDS 1000
 
 #define JOB_COLUMNS                                                                                \
-    "j.replay_id, j.status, j.mode, j.target_service, j.subscription_id, j.total, j.replayed, "   \
+    "j.replay_id, j.status, j.mode, j.target_service, j.subscription_id, j.total, j.replayed, "    \
     "j.failed, j.created_at, j.started_at, j.finished_at, j.error, j.schedule_name, j.fire_time, " \
     "j.selector"
 
@@ -107,8 +107,9 @@ static char *selector_of(const json_t *body, es_field_error_t *err)
     int given = (ids != NULL) + (stream != NULL) + (has_start || has_end);
     if (given != 1) {
         es_field_error_set(err, "", given ? "event_ids" : "body",
-                           given ? "give only one of event_ids, stream_id, or start_time and end_time"
-                                 : "event_ids, stream_id, or start_time and end_time is required");
+                           given
+                               ? "give only one of event_ids, stream_id, or start_time and end_time"
+                               : "event_ids, stream_id, or start_time and end_time is required");
         return NULL;
     }
     json_t *sel = json_object();
@@ -223,24 +224,24 @@ void es_h_replay_create(h2o_req_t *req, const es_route_args_t *args)
     if (json_is_true(dry)) {
         /* Counts and names what would be replayed; writes and publishes nothing. */
         const char *p[1] = {selector};
-        es_dbreq_read(req,
-                      "SELECT (SELECT count(*) FROM event.replay_select($1::jsonb, 0, "
-                      "9223372036854775807, 2147483647)), (SELECT json_agg(x.event_id ORDER BY "
-                      "x.n) FROM (SELECT e.event_id, row_number() OVER () n FROM "
-                      "event.replay_select($1::jsonb, 0, 9223372036854775807, " ES_STR(
-                          DRY_RUN_IDS) ") e) x)",
-                      1, p, on_dry_run, NULL);
+        es_dbreq_read(
+            req,
+            "SELECT (SELECT count(*) FROM event.replay_select($1::jsonb, 0, "
+            "9223372036854775807, 2147483647)), (SELECT json_agg(x.event_id ORDER BY "
+            "x.n) FROM (SELECT e.event_id, row_number() OVER () n FROM "
+            "event.replay_select($1::jsonb, 0, 9223372036854775807, " ES_STR(DRY_RUN_IDS) ") e) x)",
+            1, p, on_dry_run, NULL);
     } else {
         char id[ES_UUID_LEN + 1];
         es_uuid_v4(id);
         const char *p[5] = {id, mode, target, subscription, selector};
-        es_dbreq_read(req,
-                      "INSERT INTO event.replay_jobs AS j (replay_id, mode, target_service, "
-                      "subscription_id, selector) SELECT $1::text, $2::text, $3::text, $4::text, "
-                      "$5::jsonb WHERE $2::text <> 'redeliver' OR EXISTS (SELECT 1 FROM "
-                      "event.event_subscriptions WHERE subscription_id = $4::text) RETURNING "
-                      JOB_COLUMNS,
-                      5, p, on_started, NULL);
+        es_dbreq_read(
+            req,
+            "INSERT INTO event.replay_jobs AS j (replay_id, mode, target_service, "
+            "subscription_id, selector) SELECT $1::text, $2::text, $3::text, $4::text, "
+            "$5::jsonb WHERE $2::text <> 'redeliver' OR EXISTS (SELECT 1 FROM "
+            "event.event_subscriptions WHERE subscription_id = $4::text) RETURNING " JOB_COLUMNS,
+            5, p, on_started, NULL);
     }
     free(selector);
     json_decref(body);
@@ -254,10 +255,7 @@ invalid:
 static void on_job(h2o_req_t *req, const PGresult *res, void *user)
 {
     if (PQntuples(res) == 0) {
-        es_buf_t b = ES_BUF_INIT;
-        es_buf_printf(&b, "Replay not found: %s", (const char *)user);
-        es_http_error(req, 404, b.data);
-        es_buf_free(&b);
+        es_http_errorf(req, 404, "Replay not found: %s", (const char *)user);
         return;
     }
     es_buf_t b = ES_BUF_INIT;
@@ -276,18 +274,12 @@ void es_h_replay_get(h2o_req_t *req, const es_route_args_t *args)
 static void on_cancel(h2o_req_t *req, const PGresult *res, void *user)
 {
     if (PQntuples(res) == 0) {
-        es_buf_t b = ES_BUF_INIT;
-        es_buf_printf(&b, "Replay not found: %s", (const char *)user);
-        es_http_error(req, 404, b.data);
-        es_buf_free(&b);
+        es_http_errorf(req, 404, "Replay not found: %s", (const char *)user);
         return;
     }
     if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-        es_buf_t b = ES_BUF_INIT;
-        es_buf_printf(&b, "status: replay %s is already %s", (const char *)user,
-                      PQgetvalue(res, 0, 1 + 1));
-        es_http_error(req, 409, b.data);
-        es_buf_free(&b);
+        es_http_errorf(req, 409, "status: replay %s is already %s", (const char *)user,
+                       PQgetvalue(res, 0, 1 + 1));
         return;
     }
     es_buf_t b = ES_BUF_INIT;
@@ -313,13 +305,9 @@ static void on_list(h2o_req_t *req, const PGresult *res, void *user)
 {
     const es_config_t *cfg = es_api->cfg;
     es_buf_t b = ES_BUF_INIT;
-    es_buf_puts(&b, "{\"replays\":[");
-    for (int i = 0; i < PQntuples(res); i++) {
-        if (i > 0)
-            es_buf_putc(&b, ',');
-        render_job(&b, res, i, 0);
-    }
-    es_buf_puts(&b, "],\"schedules\":[");
+    es_buf_puts(&b, "{\"replays\":");
+    es_render_rows(&b, res, render_job);
+    es_buf_puts(&b, ",\"schedules\":[");
     int64_t now = es_time_now_us() / 1000000;
     for (size_t i = 0; i < cfg->replay.nschedules; i++) {
         const es_schedule_t *s = &cfg->replay.schedules[i];

@@ -18,13 +18,13 @@
 
 /* Columns rendered by render_subscription, over event.event_subscriptions s. */
 #define SUBSCRIPTION_COLUMNS                                                                       \
-    "s.subscription_id, s.subscriber_name, s.subscriber_type, to_json(s.event_types), "           \
-    "to_json(s.event_sources), to_json(s.event_categories), s.callback_url, s.enabled, "          \
-    "s.retry_policy, s.created_at, s.updated_at, s.disabled_reason, s.delivered_count, "          \
-    "s.dead_count, s.last_success_at, s.failing_since, "                                          \
-    "(SELECT count(*) FROM event.deliveries d WHERE d.subscription_id = s.subscription_id "       \
-    "AND d.status = 'failed'), "                                                                  \
-    "(SELECT count(*) FROM event.deliveries d WHERE d.subscription_id = s.subscription_id "       \
+    "s.subscription_id, s.subscriber_name, s.subscriber_type, to_json(s.event_types), "            \
+    "to_json(s.event_sources), to_json(s.event_categories), s.callback_url, s.enabled, "           \
+    "s.retry_policy, s.created_at, s.updated_at, s.disabled_reason, s.delivered_count, "           \
+    "s.dead_count, s.last_success_at, s.failing_since, "                                           \
+    "(SELECT count(*) FROM event.deliveries d WHERE d.subscription_id = s.subscription_id "        \
+    "AND d.status = 'failed'), "                                                                   \
+    "(SELECT count(*) FROM event.deliveries d WHERE d.subscription_id = s.subscription_id "        \
     "AND d.status = 'pending')"
 #define SUBSCRIPTION_NCOLS 18
 
@@ -70,22 +70,13 @@ static void render_subscription(es_buf_t *b, const PGresult *r, int row, int c)
 
 static void reply_not_found(h2o_req_t *req, const char *id)
 {
-    es_buf_t b = ES_BUF_INIT;
-    es_buf_printf(&b, "Subscription not found: %s", id);
-    es_http_error(req, 404, b.data);
-    es_buf_free(&b);
+    es_http_errorf(req, 404, "Subscription not found: %s", id);
 }
 
 static void on_list(h2o_req_t *req, const PGresult *res, void *user)
 {
     es_buf_t b = ES_BUF_INIT;
-    es_buf_putc(&b, '[');
-    for (int i = 0; i < PQntuples(res); i++) {
-        if (i > 0)
-            es_buf_putc(&b, ',');
-        render_subscription(&b, res, i, 0);
-    }
-    es_buf_putc(&b, ']');
+    es_render_rows(&b, res, render_subscription);
     es_http_json(req, 200, b.data, b.len);
     es_buf_free(&b);
 }
@@ -179,8 +170,9 @@ static bool string_array(const json_t *body, const char *key, bool required,
         return !required;
     }
     if (!json_is_array(v) || (required && json_array_size(v) == 0)) {
-        es_field_error_set(err, "", key, required ? "must be a non-empty array of strings"
-                                                  : "must be an array of strings");
+        es_field_error_set(err, "", key,
+                           required ? "must be a non-empty array of strings"
+                                    : "must be an array of strings");
         return false;
     }
     es_buf_t lit = ES_BUF_INIT;
@@ -198,7 +190,8 @@ static bool string_array(const json_t *body, const char *key, bool required,
         }
         if (i > 0)
             es_buf_putc(&lit, ',');
-        es_buf_json_cstr(&lit, json_string_value(item)); /* "..." with \ escapes: valid array syntax */
+        es_buf_json_cstr(&lit,
+                         json_string_value(item)); /* "..." with \ escapes: valid array syntax */
     }
     es_buf_putc(&lit, '}');
     *out = es_buf_take(&lit);
@@ -230,8 +223,8 @@ static bool retry_policy_ok(const json_t *p, es_field_error_t *err)
         return false;
     }
     const json_t *mr = json_object_get(p, "max_retries");
-    if (mr != NULL && (!json_is_integer(mr) || json_integer_value(mr) < 0 ||
-                       json_integer_value(mr) > 100)) {
+    if (mr != NULL &&
+        (!json_is_integer(mr) || json_integer_value(mr) < 0 || json_integer_value(mr) > 100)) {
         es_field_error_set(err, "retry_policy.", "max_retries", "must be an integer from 0 to 100");
         return false;
     }
@@ -246,8 +239,7 @@ static bool retry_policy_ok(const json_t *p, es_field_error_t *err)
         }
         json_array_foreach(bs, i, v)
         {
-            if (!json_is_number(v) || json_number_value(v) < 0 ||
-                json_number_value(v) > 31536000) {
+            if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 31536000) {
                 es_field_error_set(err, "retry_policy.", "backoff_seconds",
                                    "entries must be numbers of seconds from 0 to 31536000");
                 return false;
@@ -266,15 +258,13 @@ static void on_created(h2o_req_t *req, const PGresult *res, void *user)
 {
     created_t *c = user;
     if (PQntuples(res) == 0) {
-        es_buf_t b = ES_BUF_INIT;
-        es_buf_printf(&b, "subscriber_name: a subscription named %s already exists", c->name);
-        es_http_error(req, 409, b.data);
-        es_buf_free(&b);
+        es_http_errorf(req, 409, "subscriber_name: a subscription named %s already exists",
+                       c->name);
     } else {
         es_buf_t b = ES_BUF_INIT;
         render_subscription(&b, res, 0, 0);
         if (c->secret != NULL) { /* once, at creation */
-            b.len--; /* reopen the object */
+            b.len--;             /* reopen the object */
             es_buf_puts(&b, ",\"webhook_secret\":");
             es_buf_json_cstr(&b, c->secret);
             es_buf_putc(&b, '}');
@@ -370,21 +360,22 @@ void es_h_subscriptions_create(h2o_req_t *req, const es_route_args_t *args)
                               policy};
     /* The event.subscription.created publication is queued in the same
      * statement: it goes out even if NATS is down right now. */
-    es_dbreq_read_ex(req,
-                  "WITH ins AS (INSERT INTO event.event_subscriptions AS s (subscription_id, "
-                  "subscriber_name, subscriber_type, event_types, event_sources, "
-                  "event_categories, callback_url, webhook_secret, enabled, retry_policy) "
-                  "VALUES ($1, $2, $3, $4::text[], $5::text[], $6::text[], $7, $8, $9::boolean, "
-                  "$10::jsonb) ON CONFLICT DO NOTHING RETURNING *), "
-                  "pub AS (SELECT event.publish_later('event.subscription.created', "
-                  "'subscription.created:' || i.subscription_id, jsonb_build_object("
-                  "'subscription_id', i.subscription_id, 'subscriber_name', i.subscriber_name, "
-                  "'subscriber_type', i.subscriber_type, 'event_types', to_jsonb(i.event_types), "
-                  "'event_sources', to_jsonb(i.event_sources), 'event_categories', "
-                  "to_jsonb(i.event_categories), 'callback_url', i.callback_url, 'enabled', "
-                  "i.enabled, 'created_at', i.created_at)) FROM ins i) "
-                  "SELECT " SUBSCRIPTION_COLUMNS " FROM ins s WHERE (SELECT count(*) FROM pub) >= 0",
-                  10, params, on_created, c, created_free);
+    es_dbreq_read_ex(
+        req,
+        "WITH ins AS (INSERT INTO event.event_subscriptions AS s (subscription_id, "
+        "subscriber_name, subscriber_type, event_types, event_sources, "
+        "event_categories, callback_url, webhook_secret, enabled, retry_policy) "
+        "VALUES ($1, $2, $3, $4::text[], $5::text[], $6::text[], $7, $8, $9::boolean, "
+        "$10::jsonb) ON CONFLICT DO NOTHING RETURNING *), "
+        "pub AS (SELECT event.publish_later('event.subscription.created', "
+        "'subscription.created:' || i.subscription_id, jsonb_build_object("
+        "'subscription_id', i.subscription_id, 'subscriber_name', i.subscriber_name, "
+        "'subscriber_type', i.subscriber_type, 'event_types', to_jsonb(i.event_types), "
+        "'event_sources', to_jsonb(i.event_sources), 'event_categories', "
+        "to_jsonb(i.event_categories), 'callback_url', i.callback_url, 'enabled', "
+        "i.enabled, 'created_at', i.created_at)) FROM ins i) "
+        "SELECT " SUBSCRIPTION_COLUMNS " FROM ins s WHERE (SELECT count(*) FROM pub) >= 0",
+        10, params, on_created, c, created_free);
     c = NULL;
     goto cleanup;
 invalid:
@@ -457,10 +448,10 @@ void es_h_subscriptions_rotate(h2o_req_t *req, const es_route_args_t *args)
     const char *params[3] = {args->v[0], secret ? secret : r->secret, grace};
     /* Both secrets sign until the old one expires. */
     es_dbreq_read_ex(req,
-                  "UPDATE event.event_subscriptions SET previous_secret = webhook_secret, "
-                  "previous_secret_until = now() + make_interval(secs => $3::int), "
-                  "webhook_secret = $2, updated_at = now() WHERE subscription_id = $1 "
-                  "RETURNING previous_secret_until",
-                  3, params, on_rotated, r, rotated_free);
+                     "UPDATE event.event_subscriptions SET previous_secret = webhook_secret, "
+                     "previous_secret_until = now() + make_interval(secs => $3::int), "
+                     "webhook_secret = $2, updated_at = now() WHERE subscription_id = $1 "
+                     "RETURNING previous_secret_until",
+                     3, params, on_rotated, r, rotated_free);
     json_decref(body);
 }

@@ -11,15 +11,19 @@ static const struct {
     const char *name;
     render_t how;
 } cols[ES_EVENT_NCOLS] = {
-    {"event_id", R_STR},     {"event_type", R_STR},      {"event_source", R_STR},
-    {"event_category", R_STR}, {"user_id", R_STR},       {"session_id", R_STR},
-    {"organization_id", R_STR}, {"device_id", R_STR},    {"correlation_id", R_STR},
-    {"data", R_RAW},         {"metadata", R_RAW},        {"context", R_RAW},
-    {"properties", R_RAW},   {"status", R_STR},          {"processed_at", R_TIME},
-    {"processors", R_LIST},  {"error_message", R_STR},   {"retry_count", R_NUM},
-    {"timestamp", R_TIME},   {"created_at", R_TIME},     {"updated_at", R_TIME},
-    {"version", R_STR},      {"schema_version", R_STR},  {"stream_id", R_STR},
-    {"stream_version", R_NUM}, {"position", R_NUM},
+    {"event_id", R_STR},        {"event_type", R_STR},
+    {"event_source", R_STR},    {"event_category", R_STR},
+    {"user_id", R_STR},         {"session_id", R_STR},
+    {"organization_id", R_STR}, {"device_id", R_STR},
+    {"correlation_id", R_STR},  {"data", R_RAW},
+    {"metadata", R_RAW},        {"context", R_RAW},
+    {"properties", R_RAW},      {"status", R_STR},
+    {"processed_at", R_TIME},   {"processors", R_LIST},
+    {"error_message", R_STR},   {"retry_count", R_NUM},
+    {"timestamp", R_TIME},      {"created_at", R_TIME},
+    {"updated_at", R_TIME},     {"version", R_STR},
+    {"schema_version", R_STR},  {"stream_id", R_STR},
+    {"stream_version", R_NUM},  {"position", R_NUM},
 };
 
 int64_t es_pg_int(const PGresult *res, int row, int col)
@@ -37,6 +41,17 @@ bool es_pg_time_us(const PGresult *res, int row, int col, int64_t *us)
         return false;
     const char *v = PQgetvalue(res, row, col);
     return es_time_parse(v, (size_t)PQgetlength(res, row, col), us);
+}
+
+void es_render_rows(es_buf_t *b, const PGresult *res, es_row_render_fn render)
+{
+    es_buf_putc(b, '[');
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (i > 0)
+            es_buf_putc(b, ',');
+        render(b, res, i, 0);
+    }
+    es_buf_putc(b, ']');
 }
 
 void es_render_pg_time(es_buf_t *b, const PGresult *res, int row, int col)
@@ -103,7 +118,6 @@ static void put_key(es_buf_t *b, const char *key)
 {
     es_buf_printf(b, ",\"%s\":", key);
 }
-
 
 static void put_time(es_buf_t *b, int64_t us)
 {

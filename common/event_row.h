@@ -16,9 +16,9 @@
 /* Select list over event.events aliased "e"; ES_EVENT_NCOLS columns. */
 #define ES_EVENT_COLUMNS                                                                           \
     "e.event_id, e.event_type, e.event_source, e.event_category, e.user_id, e.session_id, "        \
-    "e.organization_id, e.device_id, e.correlation_id, e.data, e.metadata, e.context, "           \
+    "e.organization_id, e.device_id, e.correlation_id, e.data, e.metadata, e.context, "            \
     "e.properties, e.status, e.processed_at, to_json(e.processors), e.error_message, "             \
-    "e.retry_count, e.timestamp, e.created_at, e.updated_at, e.version, e.schema_version, "       \
+    "e.retry_count, e.timestamp, e.created_at, e.updated_at, e.version, e.schema_version, "        \
     "e.stream_id, e.stream_version, e.position"
 #define ES_EVENT_NCOLS 26
 
@@ -50,6 +50,11 @@ void es_event_render_new(es_buf_t *b, es_event_t *ev, int64_t position);
 /* Appends a PostgreSQL timestamptz text value as ISO 8601 UTC ("...Z"), or
  * null when the value is NULL. */
 void es_render_pg_time(es_buf_t *b, const PGresult *res, int row, int col);
+
+/* Appends a JSON array of every row of res, each rendered from column 0 by
+ * render. */
+typedef void (*es_row_render_fn)(es_buf_t *b, const PGresult *res, int row, int col);
+void es_render_rows(es_buf_t *b, const PGresult *res, es_row_render_fn render);
 
 /* An integer column (our own SQL's output); 0 when NULL or not an integer. */
 int64_t es_pg_int(const PGresult *res, int row, int col);

@@ -120,9 +120,7 @@ static void *helper_main(void *arg)
         atomic_store(&n->stream_ready, ok);
         pthread_mutex_lock(&n->mu);
         if (!ok && atomic_load(&n->connected) && !n->closing) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += 1;
+            struct timespec until = es_time_realtime_in(1000);
             pthread_cond_timedwait(&n->cv, &n->mu, &until);
             n->need_stream = true;
         }
@@ -251,9 +249,7 @@ void es_nats_close(es_nats_t *n, int timeout_ms)
         /* Callbacks run on a library thread; n may go only after the last
          * one (closed) has run. */
         natsConnection_Close(n->nc);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 5;
+        struct timespec until = es_time_realtime_in(5000);
         pthread_mutex_lock(&n->mu);
         while (!n->closed)
             if (pthread_cond_timedwait(&n->cv, &n->mu, &until) != 0)

@@ -115,8 +115,8 @@ bool es_time_parse(const char *s, size_t len, int64_t *out_us)
     }
     if (p != end)
         return false;
-    int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 +
-                   sec - offset_s;
+    int64_t secs =
+        days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec - offset_s;
     *out_us = secs * 1000000 + frac_us;
     return true;
 }
@@ -139,4 +139,17 @@ size_t es_time_format(int64_t us, char *buf)
         n = snprintf(buf, ES_TIME_BUFLEN, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
     return (size_t)n;
+}
+
+struct timespec es_time_realtime_in(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return ts;
 }

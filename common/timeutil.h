@@ -7,12 +7,17 @@
 
 #include "common/es.h"
 
+#include <time.h>
+
 #define ES_TIME_BUFLEN 40
 
 /* Current wall-clock time in microseconds (CLOCK_REALTIME). */
 int64_t es_time_now_us(void);
 /* Monotonic clock in milliseconds, for deadlines and intervals. */
 int64_t es_time_mono_ms(void);
+
+/* The CLOCK_REALTIME time ms from now, as pthread_cond_timedwait wants it. */
+struct timespec es_time_realtime_in(int64_t ms);
 
 /* Parses an ISO 8601 / RFC 3339 date-time: "YYYY-MM-DD[T| ]HH:MM[:SS[.frac]]" with
  * an optional "Z", "+HH", "+HH:MM" or "+HHMM" offset (none means UTC), or a bare

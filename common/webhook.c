@@ -64,18 +64,18 @@ char *es_webhook_new_secret(void)
 static bool v4_internal(uint32_t a) /* host byte order */
 {
     uint8_t b0 = (uint8_t)(a >> 24), b1 = (uint8_t)(a >> 16);
-    return b0 == 0 ||                                 /* 0.0.0.0/8 */
-           b0 == 10 ||                                /* private */
-           b0 == 127 ||                               /* loopback */
-           (b0 == 100 && (b1 & 0xc0) == 64) ||        /* 100.64/10 CGNAT */
-           (b0 == 169 && b1 == 254) ||                /* link-local, metadata */
-           (b0 == 172 && (b1 & 0xf0) == 16) ||        /* 172.16/12 */
-           (b0 == 192 && b1 == 168) ||                /* 192.168/16 */
-           (b0 == 192 && b1 == 0) ||                  /* 192.0.0/24, 192.0.2/24 */
-           (b0 == 198 && (b1 == 18 || b1 == 19)) ||   /* benchmarking */
-           (b0 == 198 && b1 == 51) ||                 /* documentation */
-           (b0 == 203 && b1 == 0) ||                  /* documentation */
-           b0 >= 224;                                 /* multicast, reserved, broadcast */
+    return b0 == 0 ||                               /* 0.0.0.0/8 */
+           b0 == 10 ||                              /* private */
+           b0 == 127 ||                             /* loopback */
+           (b0 == 100 && (b1 & 0xc0) == 64) ||      /* 100.64/10 CGNAT */
+           (b0 == 169 && b1 == 254) ||              /* link-local, metadata */
+           (b0 == 172 && (b1 & 0xf0) == 16) ||      /* 172.16/12 */
+           (b0 == 192 && b1 == 168) ||              /* 192.168/16 */
+           (b0 == 192 && b1 == 0) ||                /* 192.0.0/24, 192.0.2/24 */
+           (b0 == 198 && (b1 == 18 || b1 == 19)) || /* benchmarking */
+           (b0 == 198 && b1 == 51) ||               /* documentation */
+           (b0 == 203 && b1 == 0) ||                /* documentation */
+           b0 >= 224;                               /* multicast, reserved, broadcast */
 }
 
 bool es_addr_is_internal(const struct sockaddr *addr)
@@ -88,13 +88,13 @@ bool es_addr_is_internal(const struct sockaddr *addr)
         const struct in6_addr *a = &((const struct sockaddr_in6 *)addr)->sin6_addr;
         const uint8_t *b = a->s6_addr;
         if (IN6_IS_ADDR_V4MAPPED(a) || IN6_IS_ADDR_V4COMPAT(a)) {
-            uint32_t v4 = ((uint32_t)b[12] << 24) | ((uint32_t)b[13] << 16) |
-                          ((uint32_t)b[14] << 8) | b[15];
+            uint32_t v4 =
+                ((uint32_t)b[12] << 24) | ((uint32_t)b[13] << 16) | ((uint32_t)b[14] << 8) | b[15];
             return v4_internal(v4);
         }
-        return IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_LOOPBACK(a) ||
-               IN6_IS_ADDR_LINKLOCAL(a) || IN6_IS_ADDR_SITELOCAL(a) ||
-               IN6_IS_ADDR_MULTICAST(a) || (b[0] & 0xfe) == 0xfc || /* fc00::/7 ULA */
+        return IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_LINKLOCAL(a) ||
+               IN6_IS_ADDR_SITELOCAL(a) || IN6_IS_ADDR_MULTICAST(a) ||
+               (b[0] & 0xfe) == 0xfc ||                                          /* fc00::/7 ULA */
                (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8) || /* doc */
                (b[0] == 0x20 && b[1] == 0x02) ||                                 /* 6to4 */
                (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b);   /* NAT64 */
@@ -146,4 +146,24 @@ cleanup:
     curl_free(host);
     curl_url_cleanup(u);
     return ok;
+}
+
+void *es_curl_next_done(CURLM *multi, CURLcode *result, long *status)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURL *e = msg->easy_handle;
+        void *priv = NULL;
+        *result = msg->data.result;
+        *status = 0;
+        curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&priv);
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
+        curl_multi_remove_handle(multi, e);
+        curl_easy_cleanup(e);
+        return priv;
+    }
+    return NULL;
 }

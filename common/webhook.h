@@ -7,6 +7,7 @@
 
 #include "common/es.h"
 
+#include <curl/curl.h>
 #include <sys/socket.h>
 
 /* Signing key of a secret: "whsec_<base64>" is the decoded bytes (as the
@@ -31,5 +32,10 @@ bool es_addr_is_internal(const struct sockaddr *addr);
  * allow_private) no literal internal IP address. Names are checked again at
  * delivery time, after DNS. On failure returns false with the reason in why. */
 bool es_webhook_url_ok(const char *url, bool allow_private, char *why, size_t whylen);
+
+/* The next finished transfer of multi: removed from it and cleaned up; its
+ * CURLOPT_PRIVATE pointer returned with the transfer's result and HTTP status.
+ * NULL when none has finished. */
+void *es_curl_next_done(CURLM *multi, CURLcode *result, long *status);
 
 #endif

@@ -57,7 +57,7 @@ typedef struct xfer {
     char *policy;
     int attempt;
     bool manual;
-    bool refused;     /* connect refused: the target resolved to an internal address */
+    bool refused; /* connect refused: the target resolved to an internal address */
     char *body;
     struct curl_slist *headers;
     es_buf_t response;
@@ -187,10 +187,9 @@ static void start(es_delivery_t *d, claim_t *c, const PGresult *r, int i)
     c->outstanding++;
 
     if (PQgetisnull(r, i, C_EVENT + ES_COL_EVENT_ID)) { /* the event is gone */
-        json_array_append_new(c->outcomes,
-                              json_pack("{ss ss ss si}", "delivery_id", x->delivery_id,
-                                        "subscription_id", x->subscription_id, "outcome",
-                                        "gone", "attempt", x->attempt));
+        json_array_append_new(c->outcomes, json_pack("{ss ss ss si}", "delivery_id", x->delivery_id,
+                                                     "subscription_id", x->subscription_id,
+                                                     "outcome", "gone", "attempt", x->attempt));
         c->outstanding--;
         d->pending_outcomes++;
         xfer_free(x);
@@ -260,7 +259,8 @@ static void add_outcome(es_delivery_t *d, xfer_t *x, CURLcode result, long statu
 {
     const es_config_t *cfg = d->cfg;
     int64_t latency_ms = (es_time_now_us() - x->started_us) / 1000;
-    bool got_status = status > 0 && (result == CURLE_OK || (result == CURLE_WRITE_ERROR && x->truncated));
+    bool got_status =
+        status > 0 && (result == CURLE_OK || (result == CURLE_WRITE_ERROR && x->truncated));
     json_t *o = json_pack("{ss ss si sI ss}", "delivery_id", x->delivery_id, "subscription_id",
                           x->subscription_id, "attempt", x->attempt, "latency_ms",
                           (json_int_t)latency_ms, "trigger", x->manual ? "manual" : "scheduled");
@@ -318,19 +318,10 @@ static void add_outcome(es_delivery_t *d, xfer_t *x, CURLcode result, long statu
 
 static void collect(es_delivery_t *d)
 {
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(d->multi, &left)) != NULL) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        CURL *e = msg->easy_handle;
-        CURLcode result = msg->data.result;
-        xfer_t *x = NULL;
-        long status = 0;
-        curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-        curl_multi_remove_handle(d->multi, e);
-        curl_easy_cleanup(e);
+    CURLcode result;
+    long status;
+    xfer_t *x;
+    while ((x = es_curl_next_done(d->multi, &result, &status)) != NULL) {
         d->inflight--;
         add_outcome(d, x, result, status);
         xfer_free(x);
@@ -394,12 +385,13 @@ static int claim(es_delivery_t *d, int limit)
 /* Milliseconds until the next claimable delivery is due (1 s when none). */
 static int64_t next_due_ms(es_delivery_t *d)
 {
-    PGresult *r = query(d, "next due",
-                        "SELECT ceil(extract(epoch FROM min(d.next_attempt_at) - clock_timestamp()) "
-                        "* 1000)::bigint FROM event.deliveries d JOIN event.event_subscriptions s "
-                        "ON s.subscription_id = d.subscription_id AND s.enabled "
-                        "WHERE d.status IN ('pending', 'failed')",
-                        0, NULL);
+    PGresult *r =
+        query(d, "next due",
+              "SELECT ceil(extract(epoch FROM min(d.next_attempt_at) - clock_timestamp()) "
+              "* 1000)::bigint FROM event.deliveries d JOIN event.event_subscriptions s "
+              "ON s.subscription_id = d.subscription_id AND s.enabled "
+              "WHERE d.status IN ('pending', 'failed')",
+              0, NULL);
     int64_t ms = 1000;
     if (r != NULL && !PQgetisnull(r, 0, 0))
         ms = es_pg_int(r, 0, 0);
@@ -420,7 +412,8 @@ static void *run(void *arg)
             break;
         int64_t now = es_time_mono_ms();
         int free_slots = cfg->delivery.concurrency - d->inflight;
-        if (!stopping && free_slots > 0 && (atomic_exchange(&d->woken, false) || now >= next_claim_ms)) {
+        if (!stopping && free_slots > 0 &&
+            (atomic_exchange(&d->woken, false) || now >= next_claim_ms)) {
             int limit = ES_MIN(cfg->delivery.batch_size, free_slots);
             int n = claim(d, limit);
             next_claim_ms = n == limit ? now : next_due_ms(d) + es_time_mono_ms();
@@ -429,9 +422,8 @@ static void *run(void *arg)
         curl_multi_perform(d->multi, &running);
         collect(d);
         now = es_time_mono_ms();
-        if (d->pending_outcomes > 0 &&
-            (d->pending_outcomes >= FLUSH_COUNT || d->inflight == 0 ||
-             now - d->oldest_pending_ms >= FLUSH_MS))
+        if (d->pending_outcomes > 0 && (d->pending_outcomes >= FLUSH_COUNT || d->inflight == 0 ||
+                                        now - d->oldest_pending_ms >= FLUSH_MS))
             flush(d);
         else if (d->pending_outcomes == 0 && d->claims != NULL)
             flush(d); /* frees finished claims */

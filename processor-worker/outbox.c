@@ -162,14 +162,7 @@ static int drain_spill(es_outbox_t *o)
 
 static void wait_ms(es_outbox_t *o, int64_t ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
+    struct timespec until = es_time_realtime_in(ms);
     pthread_mutex_lock(&o->mu);
     while (!o->woken && !o->stopping) {
         if (pthread_cond_timedwait(&o->cv, &o->mu, &until) != 0)
@@ -193,8 +186,8 @@ static void *run(void *arg)
     int64_t poll_ms = (int64_t)(o->cfg->processing.interval_seconds * 1000);
     while (!stopping(o)) {
         if (!o->leader) {
-            PGresult *r = query(o, "SELECT pg_try_advisory_lock(" ES_STR(PUBLISHER_LOCK_KEY) ")",
-                                0, NULL);
+            PGresult *r =
+                query(o, "SELECT pg_try_advisory_lock(" ES_STR(PUBLISHER_LOCK_KEY) ")", 0, NULL);
             o->leader = r != NULL && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
             PQclear(r);
             if (o->leader)

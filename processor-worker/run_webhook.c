@@ -3,6 +3,7 @@
  * concurrently on the worker's curl multi handle. Redirects are not followed. */
 #include "common/log.h"
 #include "common/proctypes.h"
+#include "common/webhook.h"
 #include "processor-worker/batch.h"
 
 #include <stdio.h>
@@ -73,19 +74,10 @@ static es_rc_t start(es_job_t *job, const es_proc_t *proc, bool *ok, char **mess
 
 void es_webhook_collect(es_batch_t *b)
 {
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(b->multi, &left)) != NULL) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        CURL *e = msg->easy_handle;
-        CURLcode result = msg->data.result;
-        xfer_t *x = NULL;
-        long status = 0;
-        curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-        curl_multi_remove_handle(b->multi, e);
-        curl_easy_cleanup(e);
+    CURLcode result;
+    long status;
+    xfer_t *x;
+    while ((x = es_curl_next_done(b->multi, &result, &status)) != NULL) {
         curl_slist_free_all(x->headers);
         es_job_t *job = x->job;
         free(x);

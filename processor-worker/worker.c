@@ -35,8 +35,7 @@ static struct {
     es_delivery_t *delivery;
 } wake = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL, NULL};
 
-static void on_wake_delivery(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
-                             void *closure)
+static void on_wake_delivery(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
     natsMsg_Destroy(msg);
     if (wake.delivery != NULL)
@@ -63,7 +62,6 @@ static void on_wake(natsConnection *nc, natsSubscription *sub, natsMsg *msg, voi
 }
 
 /* Sleeps up to ms, returning early on a wake-up or a stop request. */
-/* Sleeps up to ms, returning early on a wake-up or a stop request. */
 static void wait_for_work(es_pworker_t *w, int64_t ms)
 {
     int64_t until = es_time_mono_ms() + ms;
@@ -72,15 +70,7 @@ static void wait_for_work(es_pworker_t *w, int64_t ms)
         int64_t left = until - es_time_mono_ms();
         if (left <= 0)
             break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t step = ES_MIN(left, 500);
-        ts.tv_sec += step / 1000;
-        ts.tv_nsec += (step % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        struct timespec ts = es_time_realtime_in(ES_MIN(left, 500));
         pthread_cond_timedwait(&wake.cv, &wake.mu, &ts);
     }
     w->wake_seen = wake.gen;

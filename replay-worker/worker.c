@@ -67,15 +67,7 @@ static void wait_for_work(es_rworker_t *w, int64_t ms)
         int64_t left = until - es_time_mono_ms();
         if (left <= 0)
             break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t step = ES_MIN(left, 500);
-        ts.tv_sec += step / 1000;
-        ts.tv_nsec += (step % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        struct timespec ts = es_time_realtime_in(ES_MIN(left, 500));
         pthread_cond_timedwait(&wake.cv, &wake.mu, &ts);
         pthread_mutex_unlock(&wake.mu);
         (void)es_rworker_alive(w);
