@@ -1,6 +1,7 @@
 #include "common/pgsync.h"
 
 #include "common/log.h"
+#include "common/timeutil.h"
 
 #include <stdlib.h>
 
@@ -9,6 +10,8 @@ void es_pgsync_init(es_pgsync_t *db, const char *conninfo, const char *who)
     db->conninfo = es_xstrdup(conninfo);
     db->conn = NULL;
     db->fresh = false;
+    db->sqlstate[0] = '\0';
+    db->plans_ms = 0;
     es_strlcpy(db->who, who, sizeof(db->who));
 }
 
@@ -43,6 +46,14 @@ PGresult *es_pgsync_query(es_pgsync_t *db, const char *what, const char *sql, in
     db->sqlstate[0] = '\0';
     if (!ensure(db, what))
         return NULL;
+    /* Plans cached by the functions we call were made for the tables as they
+     * were then; on a new database that is small, and a plan to scan a small
+     * table whole stays cached while it grows. Re-plan now and then. */
+    int64_t now = es_time_mono_ms();
+    if (now - db->plans_ms > ES_PGSYNC_REPLAN_MS && PQtransactionStatus(db->conn) == PQTRANS_IDLE) {
+        db->plans_ms = now;
+        PQclear(PQexec(db->conn, "DISCARD PLANS"));
+    }
     PGresult *r = PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {

@@ -16,7 +16,11 @@ typedef struct {
     char who[48]; /* names the user in log lines */
     bool fresh;   /* the last query (re)connected: session state was lost */
     char sqlstate[6]; /* SQLSTATE of the last failed query ("" when none or not the server's) */
+    int64_t plans_ms; /* when the session's cached plans were last discarded */
 } es_pgsync_t;
+
+/* How often a session's cached plans are discarded (see es_pgsync_query). */
+#define ES_PGSYNC_REPLAN_MS 10000
 
 void es_pgsync_init(es_pgsync_t *db, const char *conninfo, const char *who);
 void es_pgsync_close(es_pgsync_t *db);

@@ -155,8 +155,8 @@ static bool ensure_consumer(es_backend_t *b)
     if (ci != NULL)
         jsConsumerInfo_Destroy(ci);
     if (s != NATS_OK)
-        es_debug("backend consumer add: %s (error %d); binding to it anyway",
-                 natsStatus_GetText(s), (int)jerr);
+        es_debug("backend consumer add: %s (error %d); binding to it anyway", natsStatus_GetText(s),
+                 (int)jerr);
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = cfg->nats.backend_stream;
@@ -208,9 +208,9 @@ static void handle(es_backend_t *b, natsMsgList *list)
                      (unsigned long long)seq);
         }
         es_field_error_t err;
-        if (payload == NULL || es_backend_to_event(&events[i], natsMsg_GetSubject(m),
-                                                   b->cfg->nats.backend_subject, payload, id,
-                                                   &err) != ES_OK) {
+        if (payload == NULL ||
+            es_backend_to_event(&events[i], natsMsg_GetSubject(m), b->cfg->nats.backend_subject,
+                                payload, id, &err) != ES_OK) {
             es_warn("backend message on %s (%s) is not an event (%s); dropped",
                     natsMsg_GetSubject(m), id, payload == NULL ? "not JSON" : err.msg);
             natsMsg_Term(m, NULL);

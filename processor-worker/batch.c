@@ -22,8 +22,19 @@
 #include <string.h>
 
 /* Columns of event.claim_events(): queue_position, attempts, done_processors,
- * then the event (ES_EVENT_COLUMNS order). */
-#define CLAIM_COL_EVENT 3
+ * routing_version, then the event (ES_EVENT_COLUMNS order). */
+#define CLAIM_COL_VERSION 3
+#define CLAIM_COL_EVENT 4
+
+/* The enabled processors and subscriptions, cached by each claim loop and
+ * loaded again only when event.routing_version (schema 003) moved. */
+struct es_routing {
+    int64_t version;
+    es_proc_t *procs;
+    int nprocs;
+    es_sub_t *subs;
+    int nsubs;
+};
 
 static const es_runner_t *const runners[] = {&es_runner_webhook, &es_runner_nats,
                                              &es_runner_projection, &es_runner_noop};
@@ -36,9 +47,9 @@ static const es_runner_t *runner_for(const char *type)
     return NULL;
 }
 
-/* Loads the enabled processors, highest priority first. Read per batch, so a
- * toggle takes effect for the next batch on every worker of every instance. */
-static int load_processors(es_pworker_t *w, es_batch_t *b)
+/* Loads the enabled processors, highest priority first. A change takes effect
+ * from the next batch on every worker of every instance (routing_version). */
+static int load_processors(es_pworker_t *w, es_routing_t *b)
 {
     PGresult *r = es_pworker_query(w, "load processors",
                                    "SELECT processor_id, processor_name, processor_type, "
@@ -54,7 +65,8 @@ static int load_processors(es_pworker_t *w, es_batch_t *b)
         p->runner = runner_for(PQgetvalue(r, i, 2));
         json_t *filters = json_loads(PQgetvalue(r, i, 3), 0, NULL);
         es_field_error_t err;
-        if (p->runner == NULL || es_filters_parse(filters, "filters.", &p->filters, &err) != ES_OK) {
+        if (p->runner == NULL ||
+            es_filters_parse(filters, "filters.", &p->filters, &err) != ES_OK) {
             es_warn("processor %s skipped: unknown type or bad filters", PQgetvalue(r, i, 1));
             json_decref(filters);
             continue;
@@ -75,7 +87,7 @@ static int load_processors(es_pworker_t *w, es_batch_t *b)
 }
 
 /* Loads the enabled subscriptions, for the fan-out of processed events. */
-static int load_subscriptions(es_pworker_t *w, es_batch_t *b)
+static int load_subscriptions(es_pworker_t *w, es_routing_t *b)
 {
     PGresult *r = es_pworker_query(
         w, "load subscriptions",
@@ -128,11 +140,10 @@ static void build_job(es_batch_t *b, es_job_t *job, const PGresult *r, int i)
     job->event_type = PQgetvalue(r, i, c + ES_COL_EVENT_TYPE);
     job->source = PQgetvalue(r, i, c + ES_COL_SOURCE);
     job->category = PQgetvalue(r, i, c + ES_COL_CATEGORY);
-    job->stream_id = PQgetisnull(r, i, c + ES_COL_STREAM_ID) ? NULL
-                                                             : PQgetvalue(r, i, c + ES_COL_STREAM_ID);
-    es_buf_t ev = ES_BUF_INIT;
-    es_event_row_render(&ev, r, i, c);
-    job->event_json = es_buf_take(&ev);
+    job->stream_id =
+        PQgetisnull(r, i, c + ES_COL_STREAM_ID) ? NULL : PQgetvalue(r, i, c + ES_COL_STREAM_ID);
+    job->row_res = r;
+    job->row = i;
     json_t *done = PQgetisnull(r, i, 2) ? NULL : json_loads(PQgetvalue(r, i, 2), 0, NULL);
     job->chain = es_xcalloc((size_t)ES_MAX(b->nprocs, 1), sizeof(int));
     job->names = es_xcalloc((size_t)ES_MAX(b->nprocs, 1), sizeof(char *));
@@ -144,6 +155,16 @@ static void build_job(es_batch_t *b, es_job_t *job, const PGresult *r, int i)
             job->chain[job->nchain++] = p;
     }
     json_decref(done);
+}
+
+const char *es_job_event_json(es_job_t *job)
+{
+    if (job->event_json == NULL) {
+        es_buf_t ev = ES_BUF_INIT;
+        es_event_row_render(&ev, job->row_res, job->row, CLAIM_COL_EVENT);
+        job->event_json = es_buf_take(&ev);
+    }
+    return job->event_json;
 }
 
 static bool will_retry(const es_job_t *job)
@@ -275,6 +296,104 @@ static json_t *outcome_of(const es_config_t *cfg, es_job_t *job)
     return o;
 }
 
+/* A completion transaction creates at most about this many deliveries: a
+ * batch with a large fan-out (many events times many subscriptions) is
+ * recorded in several shorter transactions, so its first deliveries can go
+ * out early and no long transaction holds back the vacuum of hot tables. */
+#define FANOUT_CHUNK 2000
+
+/* The subscriptions that want job's event (processed events only). */
+static bool wants(const es_sub_t *sub, const es_job_t *j)
+{
+    return j->event_id != NULL && !j->failed &&
+           es_filters_match(&sub->filters, j->event_type, j->source, j->category);
+}
+
+/* The end (exclusive) of the chunk of jobs that starts at i0; *ndlv set to
+ * the deliveries it creates. */
+static int chunk_end(const es_batch_t *b, int i0, int *ndlv)
+{
+    int i = i0;
+    *ndlv = 0;
+    while (i < b->njobs && (i == i0 || *ndlv < FANOUT_CHUNK)) {
+        for (int k = 0; k < b->nsubs; k++)
+            *ndlv += wants(&b->subs[k], &b->jobs[i]);
+        i++;
+    }
+    return i;
+}
+
+/* Records jobs [i0, i1) in one event.complete_events call; appends the
+ * positions the claim still held to held. False when the call failed. */
+static bool complete_chunk(es_pworker_t *w, es_batch_t *b, const char *token, int i0, int i1,
+                           json_t *held)
+{
+    json_t *outcomes = json_array();
+    es_buf_t deliveries = ES_BUF_INIT;
+    es_buf_putc(&deliveries, '[');
+    bool first = true;
+    for (int i = i0; i < i1; i++) {
+        es_job_t *j = &b->jobs[i];
+        json_array_append_new(outcomes, outcome_of(b->cfg, j));
+        for (int k = 0; k < b->nsubs; k++) {
+            if (!wants(&b->subs[k], j))
+                continue;
+            es_buf_printf(&deliveries, "%s{\"position\":%lld,\"event_id\":", first ? "" : ",",
+                          (long long)j->position);
+            es_buf_json_cstr(&deliveries, j->event_id);
+            es_buf_puts(&deliveries, ",\"subscription_id\":");
+            es_buf_json_cstr(&deliveries, b->subs[k].id);
+            es_buf_putc(&deliveries, '}');
+            first = false;
+        }
+    }
+    es_buf_putc(&deliveries, ']');
+    /* The result rows of these jobs (positions ascend with the job index). */
+    json_t *results = json_array();
+    size_t r;
+    json_t *row;
+    json_array_foreach(b->results, r, row)
+    {
+        json_int_t pos = json_integer_value(json_object_get(row, "position"));
+        if (pos >= b->jobs[i0].position && pos <= b->jobs[i1 - 1].position)
+            json_array_append(results, row);
+    }
+    char *outcomes_s = json_dumps(outcomes, JSON_COMPACT);
+    char *results_s = json_dumps(results, JSON_COMPACT);
+    json_decref(outcomes);
+    json_decref(results);
+    const char *params[4] = {token, outcomes_s, results_s, deliveries.data};
+    PGresult *done = es_pworker_query(
+        w, "complete events",
+        "SELECT * FROM event.complete_events($1, $2::jsonb, $3::jsonb, $4::jsonb)", 4, params);
+    free(outcomes_s);
+    free(results_s);
+    es_buf_free(&deliveries);
+    if (done == NULL)
+        return false;
+    for (int i = 0; i < PQntuples(done); i++)
+        json_array_append_new(held, json_integer(es_pg_int(done, i, 0)));
+    PQclear(done);
+    return true;
+}
+
+/* Whether pos is in held (ascending positions). */
+static bool is_held(const json_t *held, json_int_t pos)
+{
+    size_t lo = 0, hi = json_array_size(held);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        json_int_t v = json_integer_value(json_array_get(held, mid));
+        if (v == pos)
+            return true;
+        if (v < pos)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
 /* event.processed.success / event.processed.failed for each recorded run.
  * When NATS is down they go to event.outbox and are sent when it is back. */
 static void publish_results(es_pworker_t *w, es_batch_t *b, const json_t *held, const char *token)
@@ -285,18 +404,7 @@ static void publish_results(es_pworker_t *w, es_batch_t *b, const json_t *held, 
     es_time_format(es_time_now_us(), now);
     json_array_foreach(b->results, i, row)
     {
-        json_int_t pos = json_integer_value(json_object_get(row, "position"));
-        bool is_held = false;
-        size_t k;
-        json_t *h;
-        json_array_foreach(held, k, h)
-        {
-            if (json_integer_value(h) == pos) {
-                is_held = true;
-                break;
-            }
-        }
-        if (!is_held)
+        if (!is_held(held, json_integer_value(json_object_get(row, "position"))))
             continue;
         const char *status = json_string_value(json_object_get(row, "status"));
         bool ok = strcmp(status, "success") == 0;
@@ -307,11 +415,10 @@ static void publish_results(es_pworker_t *w, es_batch_t *b, const json_t *held, 
                              "success", "processed_at", now, "duration_ms",
                              json_object_get(row, "duration_ms"), "result");
         else
-            data = json_pack("{sO sO sO ss sI ss sb}", "event_id",
-                             json_object_get(row, "event_id"), "processor_name",
-                             json_object_get(row, "processor_name"), "error_message",
-                             json_object_get(row, "message"), "error_type", "processor_error",
-                             "retry_count",
+            data = json_pack("{sO sO sO ss sI ss sb}", "event_id", json_object_get(row, "event_id"),
+                             "processor_name", json_object_get(row, "processor_name"),
+                             "error_message", json_object_get(row, "message"), "error_type",
+                             "processor_error", "retry_count",
                              (json_int_t)(json_integer_value(json_object_get(row, "attempt")) - 1),
                              "failed_at", now, "will_retry", strcmp(status, "retry") == 0);
         char *data_s = json_dumps(data, JSON_COMPACT);
@@ -321,10 +428,9 @@ static void publish_results(es_pworker_t *w, es_batch_t *b, const json_t *held, 
         es_publish_envelope(&env, subject, data_s, strlen(data_s));
         /* Unique per run: the claim token names this attempt even after an
          * admin retry restarted the attempt count. */
-        char *msg_id = es_xasprintf("%s:%s:%s:%s",
-                                    json_string_value(json_object_get(row, "event_id")),
-                                    json_string_value(json_object_get(row, "processor_name")),
-                                    token, status);
+        char *msg_id =
+            es_xasprintf("%s:%s:%s:%s", json_string_value(json_object_get(row, "event_id")),
+                         json_string_value(json_object_get(row, "processor_name")), token, status);
         if (es_nats_js_publish(w->nats, subject, env.data, env.len, msg_id) != ES_OK) {
             const char *params[3] = {subject, msg_id, env.data};
             PQclear(es_pworker_query(w, "outbox spill",
@@ -348,21 +454,50 @@ static void batch_free(es_batch_t *b)
         free(j->error);
     }
     free(b->jobs);
-    for (int i = 0; i < b->nsubs; i++) {
-        free(b->subs[i].id);
-        es_filters_free(&b->subs[i].filters);
+    json_decref(b->results);
+}
+
+static void routing_free(es_routing_t *rt)
+{
+    if (rt == NULL)
+        return;
+    for (int i = 0; i < rt->nsubs; i++) {
+        free(rt->subs[i].id);
+        es_filters_free(&rt->subs[i].filters);
     }
-    free(b->subs);
-    for (int i = 0; i < b->nprocs; i++) {
-        es_proc_t *p = &b->procs[i];
+    free(rt->subs);
+    for (int i = 0; i < rt->nprocs; i++) {
+        es_proc_t *p = &rt->procs[i];
         free(p->id);
         free(p->name);
         free(p->type);
         es_filters_free(&p->filters);
         json_decref(p->config);
     }
-    free(b->procs);
-    json_decref(b->results);
+    free(rt->procs);
+    free(rt);
+}
+
+void es_batch_cleanup(es_pworker_t *w)
+{
+    routing_free(w->routing);
+    w->routing = NULL;
+}
+
+/* The routing of the version the claim saw: the cached one, or loaded now. */
+static es_routing_t *routing(es_pworker_t *w, int64_t version)
+{
+    if (w->routing != NULL && w->routing->version == version)
+        return w->routing;
+    es_batch_cleanup(w);
+    es_routing_t *rt = es_xcalloc(1, sizeof(*rt));
+    rt->version = version;
+    if (load_processors(w, rt) < 0 || load_subscriptions(w, rt) < 0) {
+        routing_free(rt);
+        return NULL;
+    }
+    w->routing = rt;
+    return rt;
 }
 
 int es_batch_process(es_pworker_t *w)
@@ -390,10 +525,15 @@ int es_batch_process(es_pworker_t *w)
     b.multi = w->multi;
     b.results = json_array();
     int rc = n;
-    if (load_processors(w, &b) < 0 || load_subscriptions(w, &b) < 0) {
+    es_routing_t *rt = routing(w, es_pg_int(claim, 0, CLAIM_COL_VERSION));
+    if (rt == NULL) {
         rc = -1; /* the lease runs out and the batch is claimed again */
         goto cleanup;
     }
+    b.procs = rt->procs;
+    b.nprocs = rt->nprocs;
+    b.subs = rt->subs;
+    b.nsubs = rt->nsubs;
     b.jobs = es_xcalloc((size_t)n, sizeof(es_job_t));
     b.njobs = n;
     for (int i = 0; i < n; i++)
@@ -403,55 +543,25 @@ int es_batch_process(es_pworker_t *w)
             advance(&b.jobs[i]);
     wait_async(w, &b, token);
 
-    json_t *outcomes = json_array();
-    for (int i = 0; i < n; i++)
-        json_array_append_new(outcomes, outcome_of(cfg, &b.jobs[i]));
-    /* Deliveries for every subscription that wants a processed event. */
-    es_buf_t deliveries = ES_BUF_INIT;
-    es_buf_putc(&deliveries, '[');
-    bool any_delivery = false;
-    for (int i = 0; i < n; i++) {
-        es_job_t *j = &b.jobs[i];
-        if (j->event_id == NULL || j->failed)
-            continue;
-        for (int k = 0; k < b.nsubs; k++) {
-            if (!es_filters_match(&b.subs[k].filters, j->event_type, j->source, j->category))
-                continue;
-            es_buf_printf(&deliveries, "%s{\"position\":%lld,\"event_id\":",
-                          any_delivery ? "," : "", (long long)j->position);
-            es_buf_json_cstr(&deliveries, j->event_id);
-            es_buf_puts(&deliveries, ",\"subscription_id\":");
-            es_buf_json_cstr(&deliveries, b.subs[k].id);
-            es_buf_putc(&deliveries, '}');
-            any_delivery = true;
-        }
-    }
-    es_buf_putc(&deliveries, ']');
-    char *outcomes_s = json_dumps(outcomes, JSON_COMPACT);
-    char *results_s = json_dumps(b.results, JSON_COMPACT);
-    json_decref(outcomes);
-    const char *cparams[4] = {token, outcomes_s, results_s, deliveries.data};
-    PGresult *done = es_pworker_query(
-        w, "complete events",
-        "SELECT * FROM event.complete_events($1, $2::jsonb, $3::jsonb, $4::jsonb)", 4, cparams);
-    free(outcomes_s);
-    free(results_s);
-    es_buf_free(&deliveries);
-    if (done != NULL && any_delivery && w->on_deliveries != NULL)
-        w->on_deliveries(w);
-    if (done == NULL) {
-        rc = -1;
-        goto cleanup;
-    }
+    /* Recorded in chunks (positions in claim order), each one transaction. */
     json_t *held = json_array();
-    for (int i = 0; i < PQntuples(done); i++)
-        json_array_append_new(held, json_integer(es_pg_int(done, i, 0)));
-    if ((int)json_array_size(held) < n)
+    for (int i0 = 0, i1; i0 < n; i0 = i1) {
+        int ndlv = 0;
+        i1 = chunk_end(&b, i0, &ndlv);
+        if (!complete_chunk(w, &b, token, i0, i1, held)) {
+            rc = -1;
+            break;
+        }
+        if (ndlv > 0 && w->on_deliveries != NULL)
+            w->on_deliveries(w);
+    }
+    if ((int)json_array_size(held) < n && rc >= 0)
         es_warn("%d of %d claimed events were taken over by another worker (lease ran out)",
                 n - (int)json_array_size(held), n);
-    PQclear(done);
     publish_results(w, &b, held, token);
     json_decref(held);
+    if (rc < 0)
+        goto cleanup; /* the rest: the lease runs out and they are claimed again */
     int counts[ES_OUT_COUNT] = {0};
     for (int i = 0; i < n; i++) {
         es_job_t *j = &b.jobs[i];

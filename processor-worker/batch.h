@@ -15,6 +15,7 @@
 typedef struct es_batch es_batch_t;
 typedef struct es_job es_job_t;
 typedef struct es_runner es_runner_t;
+typedef struct es_routing es_routing_t;
 
 /* An enabled subscription, as loaded for this batch (fan-out). */
 typedef struct {
@@ -39,11 +40,13 @@ struct es_job {
     int attempts;
     const char *event_id; /* NULL: the event is gone (queue row only) */
     const char *event_type, *source, *category, *stream_id;
-    char *event_json;  /* the event as the API renders it: the payload sent out */
-    int *chain;        /* indices into batch->procs still to run, in priority order */
+    char *event_json;        /* the event as the API renders it: es_job_event_json() */
+    const PGresult *row_res; /* the claim result and row it is rendered from */
+    int row;
+    int *chain; /* indices into batch->procs still to run, in priority order */
     int nchain;
-    int next;          /* next index into chain */
-    char **names;      /* every matched processor name (for events.processors) */
+    int next;     /* next index into chain */
+    char **names; /* every matched processor name (for events.processors) */
     int nnames;
     bool failed;
     char *error;
@@ -58,6 +61,11 @@ struct es_runner {
     const char *type;
     es_rc_t (*start)(es_job_t *job, const es_proc_t *proc, bool *ok, char **message);
 };
+
+/* The event as the API renders it (the payload processors send out), rendered
+ * on first use: a batch that only runs noop or projection processors never
+ * renders it. */
+const char *es_job_event_json(es_job_t *job);
 
 struct es_batch {
     const es_config_t *cfg;

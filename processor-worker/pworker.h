@@ -19,9 +19,10 @@ typedef struct es_pworker {
     CURLM *multi;
     int master_fd;
     int64_t last_beat_ms;
-    uint64_t wake_seen; /* the last wake-up generation this loop saw */
-    int64_t batches; /* counter for claim tokens */
-    char id[48];     /* "host:pid": shows in claim tokens */
+    uint64_t wake_seen;         /* the last wake-up generation this loop saw */
+    int64_t batches;            /* counter for claim tokens */
+    char id[48];                /* "host:pid": shows in claim tokens */
+    struct es_routing *routing; /* processors and subscriptions (batch.c) */
     /* Called after a batch created webhook deliveries (wakes the senders). */
     void (*on_deliveries)(struct es_pworker *w);
 } es_pworker_t;
@@ -40,5 +41,8 @@ PGresult *es_pworker_query(es_pworker_t *w, const char *what, const char *sql, i
 /* Claims, runs and completes one batch. Returns the number of events
  * claimed (0: nothing due), or -1 when the database failed. */
 int es_batch_process(es_pworker_t *w);
+
+/* Frees what es_batch_process keeps between batches. */
+void es_batch_cleanup(es_pworker_t *w);
 
 #endif

@@ -16,7 +16,8 @@ static es_rc_t start_nats(es_job_t *job, const es_proc_t *proc, bool *ok, char *
         *message = es_xstrdup(subject ? "NATS unavailable" : "config.subject missing");
         return ES_OK;
     }
-    natsStatus s = natsConnection_Publish(nc, subject, job->event_json, (int)strlen(job->event_json));
+    const char *body = es_job_event_json(job);
+    natsStatus s = natsConnection_Publish(nc, subject, body, (int)strlen(body));
     *ok = s == NATS_OK;
     *message = *ok ? NULL : es_xasprintf("NATS publish failed: %s", natsStatus_GetText(s));
     return ES_OK;

@@ -50,8 +50,9 @@ static es_rc_t start(es_job_t *job, const es_proc_t *proc, bool *ok, char **mess
     CURL *e = curl_easy_init();
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, job->event_json);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(job->event_json));
+    const char *body = es_job_event_json(job);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)ES_MIN(timeout, 5000));

@@ -133,6 +133,7 @@ static void *claim_loop(void *arg)
             continue;
         wait_for_work(w, n < 0 ? ES_MIN(poll_ms, 1000) : ES_MIN(poll_ms, next_due_ms(w)));
     }
+    es_batch_cleanup(w);
     return NULL;
 }
 

@@ -112,6 +112,12 @@ CREATE TABLE event.processing_queue (
     resume   boolean NOT NULL DEFAULT false  -- admin retry: skip processors that succeeded
 );
 CREATE INDEX processing_queue_due ON event.processing_queue (run_at, position);
+-- Small and churned (rows inserted, claimed, deleted): vacuumed early and
+-- without throttling so claims do not walk dead index entries.
+ALTER TABLE event.processing_queue SET (autovacuum_vacuum_scale_factor = 0,
+                                        autovacuum_vacuum_threshold = 5000,
+                                        autovacuum_vacuum_insert_threshold = 5000,
+                                        autovacuum_vacuum_cost_delay = 0);
 
 CREATE TABLE event.event_counters (
     shard          integer NOT NULL,      -- writer's backend pid; 0 = compacted

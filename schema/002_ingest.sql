@@ -77,7 +77,7 @@ BEGIN
     IF v_streams IS NOT NULL THEN
         SELECT coalesce(jsonb_object_agg(h.stream_id, h.version), '{}') INTO v_heads0
         FROM (SELECT s.stream_id, s.version FROM event.event_streams s
-              WHERE s.stream_id = ANY (v_streams) ORDER BY s.stream_id FOR UPDATE) h;
+              WHERE s.stream_id = ANY (v_streams) ORDER BY s.stream_id FOR NO KEY UPDATE) h;
         v_heads := v_heads0;
     END IF;
 

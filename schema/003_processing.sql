@@ -27,6 +27,32 @@ CREATE TABLE event.event_processors (
     updated_at        timestamptz NOT NULL DEFAULT now()
 );
 
+-- What processor workers cache (the enabled processors and subscriptions,
+-- their filters and settings) changed when this moved. Transactional, so a
+-- worker that reads a version and then loads has at least that version's data.
+CREATE TABLE event.routing_version (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    version  bigint NOT NULL
+);
+INSERT INTO event.routing_version (version) VALUES (1);
+
+CREATE FUNCTION event.bump_routing_version() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE event.routing_version SET version = version + 1;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER processors_added_or_removed AFTER INSERT OR DELETE ON event.event_processors
+    FOR EACH STATEMENT EXECUTE FUNCTION event.bump_routing_version();
+-- Not for the counters that every completed batch moves.
+CREATE TRIGGER processors_changed AFTER UPDATE ON event.event_processors
+    FOR EACH ROW WHEN ((OLD.processor_name, OLD.processor_type, OLD.enabled, OLD.priority,
+                        OLD.filters, OLD.config)
+                       IS DISTINCT FROM (NEW.processor_name, NEW.processor_type, NEW.enabled,
+                                         NEW.priority, NEW.filters, NEW.config))
+    EXECUTE FUNCTION event.bump_routing_version();
+
 CREATE TABLE event.processing_results (
     result_id      bigserial PRIMARY KEY,
     event_id       varchar(255) NOT NULL,
@@ -78,7 +104,7 @@ CREATE TABLE event.outbox (
 -- A queue row whose event is gone comes back with a NULL event_id.
 CREATE FUNCTION event.claim_events(p_limit int, p_lease_seconds int, p_token text)
 RETURNS TABLE (queue_position bigint, attempts int, done_processors text,
-               event_id text, event_type text, event_source text, event_category text,
+               routing_version bigint, event_id text, event_type text, event_source text, event_category text,
                user_id text, session_id text, organization_id text, device_id text,
                correlation_id text, data text, metadata text, context text, properties text,
                status text, processed_at text, processors text, error_message text,
@@ -106,6 +132,7 @@ LANGUAGE sql AS $$
                 FROM event.processing_results r
                 WHERE r.event_id = u.event_id AND r.status = 'success')
            END,
+           (SELECT v.version FROM event.routing_version v),
            e.event_id::text, e.event_type::text, e.event_source::text, e.event_category::text,
            e.user_id::text, e.session_id::text, e.organization_id::text, e.device_id::text,
            e.correlation_id::text, e.data::text, e.metadata::text, e.context::text,
@@ -164,7 +191,7 @@ BEGIN
                  THEN substr(e.stream_id, strpos(e.stream_id, ':') + 1) ELSE e.stream_id END;
     SELECT * INTO p FROM event.event_projections x
     WHERE x.entity_type = v_type AND x.entity_id = v_id AND x.projection_name = p_name
-    FOR UPDATE;
+    FOR NO KEY UPDATE;
     IF FOUND THEN
         IF p.version >= e.stream_version THEN
             RETURN false;               -- already reflects this event
@@ -238,7 +265,7 @@ BEGIN
                x.retry_count
         FROM jsonb_to_recordset(p_outcomes) AS x(position bigint, event_id text, outcome text,
              run_at timestamptz, error_message text, processors jsonb, retry_count int)
-        WHERE x.position = ANY (v_held)
+        WHERE x.position IN (SELECT unnest(v_held))
     ), finished AS (
         DELETE FROM event.processing_queue q USING o
         WHERE q.position = o.position AND o.outcome <> 'retry'
@@ -284,14 +311,15 @@ BEGIN
     SELECT x.event_id, x.processor_name, x.status, x.message, x.duration_ms
     FROM jsonb_to_recordset(p_results) AS x(position bigint, event_id text,
          processor_name text, status text, message text, duration_ms int, ord int)
-    WHERE x.position = ANY (v_held)
+    WHERE x.position IN (SELECT unnest(v_held))
     ORDER BY x.position, x.ord;
 
     -- Projections: in position order, in this same transaction.
     FOR r IN SELECT x.projection, x.event_id
              FROM jsonb_to_recordset(p_results) AS x(position bigint, event_id text,
                   projection text, status text)
-             WHERE x.position = ANY (v_held) AND x.projection IS NOT NULL AND x.status = 'success'
+             WHERE x.position IN (SELECT unnest(v_held))
+               AND x.projection IS NOT NULL AND x.status = 'success'
              ORDER BY x.position
     LOOP
         PERFORM event.apply_to_projection(r.projection, r.event_id);
@@ -300,7 +328,7 @@ BEGIN
     -- Processor counters; rows locked in one order so completions never deadlock.
     PERFORM 1 FROM event.event_processors p
     WHERE p.processor_id IN (SELECT x ->> 'processor_id' FROM jsonb_array_elements(p_results) x)
-    ORDER BY p.processor_id FOR UPDATE;
+    ORDER BY p.processor_id FOR NO KEY UPDATE;
     UPDATE event.event_processors p
     SET error_count = p.error_count + s.errors,
         last_error = coalesce(s.last_error, p.last_error),
@@ -313,13 +341,13 @@ BEGIN
                      FILTER (WHERE x.status IN ('failed', 'retry')))[1] AS last_error
           FROM jsonb_to_recordset(p_results) AS x(position bigint, processor_id text,
                status text, message text)
-          WHERE x.position = ANY (v_held)
+          WHERE x.position IN (SELECT unnest(v_held))
           GROUP BY x.processor_id) s
     WHERE p.processor_id = s.processor_id;
 
     PERFORM event.fan_out(
         (SELECT jsonb_agg(d) FROM jsonb_array_elements(p_deliveries) d
-         WHERE (d ->> 'position')::bigint = ANY (v_held)));
+         WHERE (d ->> 'position')::bigint IN (SELECT unnest(v_held))));
 
     RETURN QUERY SELECT unnest(v_held);
 END $$;

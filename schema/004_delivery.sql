@@ -60,6 +60,24 @@ CREATE INDEX deliveries_due ON event.deliveries (next_attempt_at)
     WHERE status IN ('pending', 'failed');
 CREATE INDEX deliveries_by_subscription ON event.deliveries (subscription_id, created_at DESC, delivery_id DESC);
 CREATE INDEX deliveries_by_subscription_status ON event.deliveries (subscription_id, status);
+-- Subscriptions are part of what processor workers cache (schema 003); not
+-- their health and counters, which deliveries move.
+CREATE TRIGGER subscriptions_added_or_removed AFTER INSERT OR DELETE ON event.event_subscriptions
+    FOR EACH STATEMENT EXECUTE FUNCTION event.bump_routing_version();
+CREATE TRIGGER subscriptions_changed AFTER UPDATE ON event.event_subscriptions
+    FOR EACH ROW WHEN ((OLD.enabled, OLD.event_types, OLD.event_sources, OLD.event_categories)
+                       IS DISTINCT FROM (NEW.enabled, NEW.event_types, NEW.event_sources,
+                                         NEW.event_categories))
+    EXECUTE FUNCTION event.bump_routing_version();
+
+-- Every delivery is updated when claimed and when done: vacuum early and
+-- without throttling, or the claim's index scan walks ever more dead entries.
+ALTER TABLE event.deliveries SET (autovacuum_vacuum_scale_factor = 0.02,
+                                  autovacuum_vacuum_threshold = 2000,
+                                  autovacuum_vacuum_cost_delay = 0);
+ALTER TABLE event.event_subscriptions SET (autovacuum_vacuum_scale_factor = 0,
+                                           autovacuum_vacuum_threshold = 1000,
+                                           autovacuum_vacuum_cost_delay = 0);
 
 CREATE TABLE event.delivery_attempts (
     attempt_id   bigserial PRIMARY KEY,
@@ -151,7 +169,7 @@ BEGIN
           WHERE d.delivery_id IN (SELECT o ->> 'delivery_id' FROM jsonb_array_elements(p_outcomes) o)
             AND d.claim = p_token
           ORDER BY d.delivery_id
-          FOR UPDATE OF d) h;
+          FOR NO KEY UPDATE OF d) h;
     IF v_held IS NULL THEN
         RETURN;
     END IF;
@@ -161,7 +179,7 @@ BEGIN
             delivery_id text, subscription_id text, outcome text, next_attempt_at timestamptz,
             status_code int, latency_ms int, error text, response text, attempt int,
             trigger text, disable_reason text)
-        WHERE x.delivery_id = ANY (v_held)
+        WHERE x.delivery_id IN (SELECT unnest(v_held))
     ), att AS (
         INSERT INTO event.delivery_attempts
             (delivery_id, attempt, status_code, latency_ms, error, response, trigger)
@@ -183,10 +201,12 @@ BEGIN
     )
     SELECT (SELECT count(*) FROM att) + (SELECT count(*) FROM upd) INTO v_count;
 
-    -- Subscription health, rows locked in one order.
+    -- Subscription health, rows locked in one order. NO KEY UPDATE: the
+    -- foreign-key checks of deliveries being created (KEY SHARE, held by a
+    -- fan-out until it commits) neither block it nor deadlock with it.
     PERFORM 1 FROM event.event_subscriptions s
     WHERE s.subscription_id IN (SELECT x ->> 'subscription_id' FROM jsonb_array_elements(p_outcomes) x)
-    ORDER BY s.subscription_id FOR UPDATE;
+    ORDER BY s.subscription_id FOR NO KEY UPDATE;
     UPDATE event.event_subscriptions s
     SET last_success_at = CASE WHEN h.ok THEN now() ELSE s.last_success_at END,
         delivered_count = s.delivered_count + h.delivered,
@@ -212,7 +232,7 @@ BEGIN
                  max(x.disable_reason) AS gone_reason
           FROM jsonb_to_recordset(p_outcomes) AS x(delivery_id text, subscription_id text,
                outcome text, disable_reason text)
-          WHERE x.delivery_id = ANY (v_held) AND x.outcome <> 'gone'
+          WHERE x.delivery_id IN (SELECT unnest(v_held)) AND x.outcome <> 'gone'
           GROUP BY x.subscription_id) h
     WHERE s.subscription_id = h.subscription_id;
 
