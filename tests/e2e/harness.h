@@ -34,6 +34,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/types.h>
 
 /* Per-test limit (seconds); sanitizer builds are several times slower. */
@@ -206,6 +208,9 @@ void h_svc_spawn(h_env_t *e, const char *const *env_set);
 void h_svc_start_env(h_env_t *e, const char *const *env_set, int port);
 #define h_svc_start(e) h_svc_start_env((e), NULL, 0)
 
+/* h_setup with `processors` processor workers and extra_yaml (or NULL), then h_svc_start. */
+h_env_t *h_start(int processors, const char *extra_yaml);
+
 /* Sends sig to the master and waits up to timeout_ms for it to exit.
  * Returns true if it exited (status in e->svc.exit_status); otherwise
  * SIGKILLs it and returns false. */
@@ -217,6 +222,8 @@ bool h_svc_ready(h_env_t *e);
 /* Current worker processes of the master (its live children), up to max.
  * Returns how many. */
 int h_svc_workers(h_env_t *e, pid_t *out, int max);
+/* True when pid is one of the master's worker processes now. */
+bool h_svc_is_worker(h_env_t *e, pid_t pid);
 
 /* True when the service log contains needle (at or after byte offset from). */
 bool h_svc_log_contains(h_env_t *e, const char *needle, long from);
@@ -248,6 +255,8 @@ void h_resp_free(h_resp_t *r);
 
 /* GET path (printf format) on the test's service. */
 h_resp_t h_get(h_env_t *e, const char *path_fmt, ...) __attribute__((format(printf, 2, 3)));
+/* h_get that asserts 200 and returns the answer's JSON (caller decrefs). */
+json_t *h_get_json(h_env_t *e, const char *path_fmt, ...) __attribute__((format(printf, 2, 3)));
 /* POST a JSON body (printf format) to path on the test's service. */
 h_resp_t h_post(h_env_t *e, const char *path, const char *body_fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -261,6 +270,10 @@ void h_http_multi(int port, int n, const char *method, const char *path, const c
 /* POSTs body to /api/v1/events/create, asserts 201 and returns the new
  * event_id (caller frees). */
 char *h_create(h_env_t *e, const char *body_fmt, ...) __attribute__((format(printf, 2, 3)));
+/* POSTs body to /api/v1/events/processors, asserts 201, returns processor_id (caller frees). */
+char *h_add_processor(h_env_t *e, const char *body_fmt, ...) __attribute__((format(printf, 2, 3)));
+/* POSTs body to /api/v1/events/subscriptions, asserts 201, returns the answer (caller decrefs). */
+json_t *h_subscribe(h_env_t *e, const char *body_fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- JSON ---------------------------------------------------------------- */
 
@@ -270,6 +283,10 @@ json_t *h_jget(const json_t *v, const char *path);
 const char *h_jstr(const json_t *v, const char *path);
 /* The integer at path, or INT64_MIN when absent or not an integer. */
 int64_t h_jint(const json_t *v, const char *path);
+/* v as compact JSON for failure messages, in a static buffer that the next call reuses. */
+const char *h_jdump(const json_t *v);
+/* True when s is a UUID in its 36-character text form (false for NULL). */
+bool h_is_uuid(const char *s);
 
 /* ---- SQL (blocking libpq on the test's database) ------------------------- */
 
@@ -280,8 +297,41 @@ PGresult *h_sql_(h_env_t *e, const char *sql, ...);
 /* The first column of the first row as an integer (fails the test on NULL). */
 int64_t h_sql_int_(h_env_t *e, const char *sql, ...);
 #define h_sql_int(e, ...) h_sql_int_((e), __VA_ARGS__, (const char *)NULL)
+/* The first column of the first row of sql ($1 = param) as text (caller frees), or NULL. */
+char *h_sql_text(h_env_t *e, const char *sql, const char *param);
 /* Counts how many of ids[0..n) are rows of event.events. */
 int64_t h_count_events(h_env_t *e, char *const *ids, int n);
+
+/* Asserts that expr is want in the row "e" of event.events where `where` holds ($1 = param);
+ * expr, where and label (the message's prefix) are string literals. */
+#define H_ASSERT_EVENT_TEXT(e, where, param, expr, want, label)                                    \
+    do {                                                                                           \
+        char *h_got_ =                                                                             \
+            h_sql_text((e), "SELECT " expr " FROM event.events e WHERE " where, (param));          \
+        cr_assert(h_got_ != NULL && strcmp(h_got_, (want)) == 0,                                   \
+                  label "%s: %s is %s, expected %s", (param), expr, h_got_ ? h_got_ : "NULL",      \
+                  (want));                                                                         \
+        free(h_got_);                                                                              \
+    } while (0)
+
+/* True when the event event_id is stored with status. */
+bool h_event_status_is(h_env_t *e, const char *event_id, const char *status);
+/* Rows of event.events with status. */
+int64_t h_events_with_status(h_env_t *e, const char *status);
+/* Rows of event.events whose metadata.messageId is message_id. */
+int64_t h_events_with_message_id(h_env_t *e, const char *message_id);
+/* processing_results rows of event_id for processor and with status (each NULL: any). */
+int64_t h_processing_results(h_env_t *e, const char *event_id, const char *processor,
+                             const char *status);
+/* True when the delivery delivery_id has status. */
+bool h_delivery_status_is(h_env_t *e, const char *delivery_id, const char *status);
+/* Deliveries of subscription subscription_id with status. */
+int64_t h_deliveries_with_status(h_env_t *e, const char *subscription_id, const char *status);
+/* Inserts n processed events "pre-0000001".. (bulk.item, one second apart from 2025-01-01)
+ * straight into event.events, and moves the event.stored publisher past them. */
+void h_preload_events(h_env_t *e, int n);
+/* The worker pid in a claim token ("host:pid[.loop]:batch", "host:pid:rN"), or 0. */
+pid_t h_claim_pid(const char *token);
 
 /* ---- NATS JetStream (what the service published) ------------------------- */
 
@@ -305,6 +355,10 @@ bool h_js_wait_msg(h_env_t *e, const char *msg_id, int timeout_ms, h_msg_t *out)
 void h_msg_clear(h_msg_t *m);
 /* True once the stream exists on the test's nats-server. */
 bool h_js_stream_exists(h_env_t *e);
+/* The data of the stream's messages on subject about event_id, in order (caller decrefs). */
+json_t *h_js_published(h_env_t *e, const char *subject, const char *event_id);
+/* How many messages h_js_published would return. */
+size_t h_js_published_count(h_env_t *e, const char *subject, const char *event_id);
 
 /* ---- background load ----------------------------------------------------- */
 
@@ -376,6 +430,8 @@ void h_recv_reqs_free(h_recv_req_t *reqs, int n);
 /* Stops accepting, ends waiting answers early (they are still written), waits
  * up to 10 s for the connection threads, and frees the receiver. */
 void h_recv_stop(h_recv_t *r);
+/* Stops the service (SIGTERM; asserts it exits within 20 s), then the receiver r. */
+void h_stop_all(h_env_t *e, h_recv_t *r);
 
 /* ---- HTTP: response headers ---------------------------------------------- */
 

@@ -1,7 +1,7 @@
 /*
  * harness_data.c - how the end-to-end tests look at the service's effects:
- * SQL on the test's database and the JetStream stream the service publishes
- * on. Contracts in harness.h.
+ * SQL on the test's database (with shorthands for the service's own tables)
+ * and the JetStream stream the service publishes on. Contracts in harness.h.
  */
 #include "harness.h"
 
@@ -71,6 +71,16 @@ int64_t h_sql_int_(h_env_t *e, const char *sql, ...)
     return v;
 }
 
+char *h_sql_text(h_env_t *e, const char *sql, const char *param)
+{
+    PGresult *r = h_sql(e, sql, param);
+    char *v = NULL;
+    if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
+        v = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
 int64_t h_count_events(h_env_t *e, char *const *ids, int n)
 {
     size_t cap = 16 + (size_t)n * 300;
@@ -83,6 +93,78 @@ int64_t h_count_events(h_env_t *e, char *const *ids, int n)
         h_sql_int(e, "SELECT count(*) FROM event.events WHERE event_id = ANY($1::text[])", arr);
     free(arr);
     return count;
+}
+
+/* ---- the service's tables ------------------------------------------------- */
+
+bool h_event_status_is(h_env_t *e, const char *event_id, const char *status)
+{
+    return h_sql_int(e, "SELECT count(*) FROM event.events WHERE event_id = $1 AND status = $2",
+                     event_id, status) == 1;
+}
+
+int64_t h_events_with_status(h_env_t *e, const char *status)
+{
+    return h_sql_int(e, "SELECT count(*) FROM event.events WHERE status = $1", status);
+}
+
+int64_t h_events_with_message_id(h_env_t *e, const char *message_id)
+{
+    return h_sql_int(e, "SELECT count(*) FROM event.events WHERE metadata->>'messageId' = $1",
+                     message_id);
+}
+
+int64_t h_processing_results(h_env_t *e, const char *event_id, const char *processor,
+                             const char *status)
+{
+    /* h_sql's parameter list ends at the first NULL: "" stands for any. */
+    return h_sql_int(e,
+                     "SELECT count(*) FROM event.processing_results WHERE event_id = $1 "
+                     "AND ($2 = '' OR processor_name = $2) AND ($3 = '' OR status = $3)",
+                     event_id, processor ? processor : "", status ? status : "");
+}
+
+bool h_delivery_status_is(h_env_t *e, const char *delivery_id, const char *status)
+{
+    return h_sql_int(e,
+                     "SELECT count(*) FROM event.deliveries WHERE delivery_id = $1 AND "
+                     "status = $2",
+                     delivery_id, status) == 1;
+}
+
+int64_t h_deliveries_with_status(h_env_t *e, const char *subscription_id, const char *status)
+{
+    return h_sql_int(e,
+                     "SELECT count(*) FROM event.deliveries WHERE subscription_id = $1 AND "
+                     "status = $2",
+                     subscription_id, status);
+}
+
+void h_preload_events(h_env_t *e, int n)
+{
+    char count[16];
+    snprintf(count, sizeof(count), "%d", n);
+    PQclear(h_sql(e,
+                  "INSERT INTO event.events (event_id, event_type, event_source, event_category, "
+                  "user_id, data, status, processed_at, timestamp) "
+                  "SELECT 'pre-' || lpad(g::text, 7, '0'), 'bulk.item', 'backend', 'system', "
+                  "'u' || (g % 10), jsonb_build_object('n', g), 'processed', now(), "
+                  "timestamptz '2025-01-01T00:00:00Z' + g * interval '1 second' "
+                  "FROM generate_series(1, $1::int) g",
+                  count));
+    PQclear(h_sql(e, "UPDATE event.outbox_state SET position = (SELECT max(position) FROM "
+                     "event.events) WHERE name = 'event.stored'"));
+}
+
+pid_t h_claim_pid(const char *token)
+{
+    const char *last = strrchr(token, ':');
+    if (last == NULL || last == token)
+        return 0;
+    const char *p = last - 1;
+    while (p > token && *p != ':')
+        p--;
+    return *p == ':' ? (pid_t)strtol(p + 1, NULL, 10) : 0;
 }
 
 /* ---- NATS JetStream ------------------------------------------------------- */
@@ -233,6 +315,32 @@ bool h_js_wait_msg(h_env_t *e, const char *msg_id, int timeout_ms, h_msg_t *out)
         h_pause_ms(25);
     } while (h_now_ms() < deadline);
     return false;
+}
+
+json_t *h_js_published(h_env_t *e, const char *subject, const char *event_id)
+{
+    json_t *out = json_array();
+    h_msg_t *msgs = NULL;
+    int n = h_js_snapshot(e, &msgs);
+    for (int i = 0; i < n; i++) {
+        if (strcmp(msgs[i].subject, subject) != 0)
+            continue;
+        json_t *env = json_loads(msgs[i].data, 0, NULL);
+        const char *eid = h_jstr(env, "data.event_id");
+        if (eid && strcmp(eid, event_id) == 0)
+            json_array_append(out, h_jget(env, "data"));
+        json_decref(env);
+    }
+    h_msgs_free(msgs, n > 0 ? n : 0);
+    return out;
+}
+
+size_t h_js_published_count(h_env_t *e, const char *subject, const char *event_id)
+{
+    json_t *a = h_js_published(e, subject, event_id);
+    size_t n = json_array_size(a);
+    json_decref(a);
+    return n;
 }
 
 /* ---- NATS as another service would use it ---------------------------------- */

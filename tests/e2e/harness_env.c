@@ -301,6 +301,13 @@ void h_svc_start_env(h_env_t *e, const char *const *env_set, int port)
     }
 }
 
+h_env_t *h_start(int processors, const char *extra_yaml)
+{
+    h_env_t *e = h_setup(&(h_opts_t){.processors = processors, .extra_yaml = extra_yaml});
+    h_svc_start(e);
+    return e;
+}
+
 int h_run_binary(h_env_t *e, const char *const *args, const char *const *env_set, char **output)
 {
     const char *argv[32] = {ES_TEST_BINARY};
@@ -364,6 +371,16 @@ int h_svc_workers(h_env_t *e, pid_t *out, int max)
     }
     free(text);
     return n;
+}
+
+bool h_svc_is_worker(h_env_t *e, pid_t pid)
+{
+    pid_t workers[64];
+    int n = h_svc_workers(e, workers, 64);
+    for (int i = 0; i < n; i++)
+        if (workers[i] == pid)
+            return true;
+    return false;
 }
 
 bool h_svc_log_contains(h_env_t *e, const char *needle, long from)

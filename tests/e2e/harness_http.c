@@ -1,15 +1,19 @@
 /*
  * harness_http.c - how the end-to-end tests talk to the service: HTTP with
  * libcurl (one request, many at once, background load), JSON lookups, and
- * the HTTP receiver that webhook processors post to. Contracts in harness.h.
+ * the HTTP receiver that webhook processors post to, with the socket helpers
+ * it shares with receiver.c. Contracts in harness.h and harness_internal.h.
  */
 #include "harness.h"
+#include "harness_internal.h"
 
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -120,49 +124,123 @@ void h_resp_free(h_resp_t *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* fmt formatted with ap (caller frees). */
+static char *format_v(const char *fmt, va_list ap)
+{
+    char *text = NULL;
+    if (vasprintf(&text, fmt, ap) < 0)
+        text = NULL;
+    return text;
+}
+
+/* GET of path_fmt formatted with ap; *path gets the path (caller frees). */
+static h_resp_t get_v(h_env_t *e, const char *path_fmt, va_list ap, char **path)
+{
+    *path = format_v(path_fmt, ap);
+    return h_http(e->svc.port, "GET", *path, NULL, 0, NULL, 0);
+}
+
 h_resp_t h_get(h_env_t *e, const char *path_fmt, ...)
 {
     char *path = NULL;
     va_list ap;
     va_start(ap, path_fmt);
-    if (vasprintf(&path, path_fmt, ap) < 0)
-        path = NULL;
+    h_resp_t r = get_v(e, path_fmt, ap, &path);
     va_end(ap);
-    h_resp_t r = h_http(e->svc.port, "GET", path, NULL, 0, NULL, 0);
     free(path);
     return r;
 }
 
+json_t *h_get_json(h_env_t *e, const char *path_fmt, ...)
+{
+    char *path = NULL;
+    va_list ap;
+    va_start(ap, path_fmt);
+    h_resp_t r = get_v(e, path_fmt, ap, &path);
+    va_end(ap);
+    cr_assert_eq(r.status, 200, "GET %s -> %ld %s", path, r.status, r.body);
+    json_t *j = json_incref(r.json);
+    h_resp_free(&r);
+    free(path);
+    return j;
+}
+
 h_resp_t h_post(h_env_t *e, const char *path, const char *body_fmt, ...)
 {
-    char *body = NULL;
     va_list ap;
     va_start(ap, body_fmt);
-    if (vasprintf(&body, body_fmt, ap) < 0)
-        body = NULL;
+    char *body = format_v(body_fmt, ap);
     va_end(ap);
     h_resp_t r = h_http(e->svc.port, "POST", path, body, strlen(body), NULL, 0);
     free(body);
     return r;
 }
 
+/* POSTs the body (body_fmt and ap) to path on the test's service and
+ * asserts 201; the caller frees the answer. */
+static h_resp_t post_created(h_env_t *e, const char *path, const char *body_fmt, va_list ap)
+{
+    char *body = format_v(body_fmt, ap);
+    h_resp_t r = h_http(e->svc.port, "POST", path, body, strlen(body), NULL, 0);
+    cr_assert_eq(r.status, 201, "POST %s %s -> %ld %s %s", path, body, r.status, r.body, r.error);
+    free(body);
+    return r;
+}
+
+/* The string at key of a post_created answer, which it frees (caller frees
+ * the copy). */
+static char *created_id(h_resp_t *r, const char *key)
+{
+    const char *id = h_jstr(r->json, key);
+    cr_assert(id != NULL, "no %s in %s", key, r->body);
+    char *copy = strdup(id);
+    h_resp_free(r);
+    return copy;
+}
+
 char *h_create(h_env_t *e, const char *body_fmt, ...)
 {
-    char *body = NULL;
     va_list ap;
     va_start(ap, body_fmt);
-    if (vasprintf(&body, body_fmt, ap) < 0)
-        body = NULL;
+    h_resp_t r = post_created(e, "/api/v1/events/create", body_fmt, ap);
     va_end(ap);
-    h_resp_t r = h_http(e->svc.port, "POST", "/api/v1/events/create", body, strlen(body), NULL, 0);
-    cr_assert_eq(r.status, 201, "POST /api/v1/events/create %s -> %ld %s %s", body, r.status,
-                 r.body, r.error);
-    const char *id = h_jstr(r.json, "event_id");
-    cr_assert(id != NULL, "no event_id in %s", r.body);
-    char *copy = strdup(id);
+    return created_id(&r, "event_id");
+}
+
+char *h_add_processor(h_env_t *e, const char *body_fmt, ...)
+{
+    va_list ap;
+    va_start(ap, body_fmt);
+    h_resp_t r = post_created(e, "/api/v1/events/processors", body_fmt, ap);
+    va_end(ap);
+    return created_id(&r, "processor_id");
+}
+
+json_t *h_subscribe(h_env_t *e, const char *body_fmt, ...)
+{
+    va_list ap;
+    va_start(ap, body_fmt);
+    h_resp_t r = post_created(e, "/api/v1/events/subscriptions", body_fmt, ap);
+    va_end(ap);
+    json_t *j = json_incref(r.json);
     h_resp_free(&r);
-    free(body);
-    return copy;
+    return j;
+}
+
+/* Finishes every transfer of m that is done (xfer_done). */
+static void multi_collect(CURLM *m)
+{
+    int left;
+    CURLMsg *msg;
+    while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        xfer_t *t = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+        CURLcode code = msg->data.result;
+        curl_multi_remove_handle(m, t->curl);
+        xfer_done(t, code);
+    }
 }
 
 void h_http_multi(int port, int n, const char *method, const char *path, const char *const *bodies,
@@ -179,31 +257,11 @@ void h_http_multi(int port, int n, const char *method, const char *path, const c
     int running = n;
     while (running > 0) {
         curl_multi_perform(m, &running);
-        int left;
-        CURLMsg *msg;
-        while ((msg = curl_multi_info_read(m, &left)) != NULL) {
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            xfer_t *t = NULL;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
-            CURLcode code = msg->data.result;
-            curl_multi_remove_handle(m, t->curl);
-            xfer_done(t, code);
-        }
+        multi_collect(m);
         if (running > 0)
             curl_multi_poll(m, NULL, 0, 100, NULL);
     }
-    int left;
-    CURLMsg *msg;
-    while ((msg = curl_multi_info_read(m, &left)) != NULL) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        xfer_t *t = NULL;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
-        CURLcode code = msg->data.result;
-        curl_multi_remove_handle(m, t->curl);
-        xfer_done(t, code);
-    }
+    multi_collect(m);
     curl_multi_cleanup(m);
     free(x);
 }
@@ -237,6 +295,27 @@ int64_t h_jint(const json_t *v, const char *path)
 {
     json_t *x = h_jget(v, path);
     return json_is_integer(x) ? (int64_t)json_integer_value(x) : INT64_MIN;
+}
+
+const char *h_jdump(const json_t *v)
+{
+    static char buf[8192];
+    char *s = json_dumps(v, JSON_COMPACT);
+    snprintf(buf, sizeof(buf), "%s", s ? s : "(null)");
+    free(s);
+    return buf;
+}
+
+bool h_is_uuid(const char *s)
+{
+    if (s == NULL || strlen(s) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+            return false;
+    }
+    return true;
 }
 
 /* ---- background load ------------------------------------------------------ */
@@ -356,6 +435,99 @@ void h_load_result_free(h_load_result_t *res)
     memset(res, 0, sizeof(*res));
 }
 
+/* ---- what both receivers use (this one and receiver.c) -------------------- */
+
+const char *h_reason_phrase(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 410:
+        return "Gone";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Status";
+    }
+}
+
+bool h_send_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+int h_listen_local(int backlog, int *port)
+{
+    *port = h_free_port();
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)*port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+                  listen(fd, backlog) == 0,
+              "receiver cannot listen on 127.0.0.1:%d: %s", *port, strerror(errno));
+    return fd;
+}
+
+int h_accept_until(int fd, pthread_mutex_t *mu, const bool *stopping)
+{
+    for (;;) {
+        pthread_mutex_lock(mu);
+        bool stop = *stopping;
+        pthread_mutex_unlock(mu);
+        if (stop)
+            return -1;
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        int conn = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+        if (conn >= 0)
+            return conn;
+    }
+}
+
+bool h_thread_detached(void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t th;
+    bool ok = pthread_create(&th, &attr, fn, arg) == 0;
+    pthread_attr_destroy(&attr);
+    return ok;
+}
+
 /* ---- the HTTP receiver ---------------------------------------------------- */
 
 #define RECV_MAX_RULES 32
@@ -383,32 +555,6 @@ typedef struct {
     h_recv_t *r;
     int fd;
 } recv_conn_t;
-
-static const char *reason_of(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 204:
-        return "No Content";
-    case 400:
-        return "Bad Request";
-    case 404:
-        return "Not Found";
-    case 410:
-        return "Gone";
-    case 429:
-        return "Too Many Requests";
-    case 500:
-        return "Internal Server Error";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Status";
-    }
-}
 
 /* Reads one request from fd: the head, then Content-Length bytes of body.
  * *head_len is the length of the head including its blank line. Returns the
@@ -514,15 +660,9 @@ static void *recv_conn_main(void *arg)
         int n = snprintf(head, sizeof(head),
                          "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                          "Content-Length: 2\r\nConnection: close\r\n\r\n{}",
-                         status, reason_of(status));
-        for (int off = 0; off < n;) {
-            ssize_t sent = send(c->fd, head + off, (size_t)(n - off), MSG_NOSIGNAL);
-            if (sent < 0 && errno == EINTR)
-                continue;
-            if (sent <= 0)
-                break; /* the client is gone (a worker killed mid-request) */
-            off += (int)sent;
-        }
+                         status, h_reason_phrase(status));
+        /* A failure means the client is gone (a worker killed mid-request). */
+        h_send_all(c->fd, head, (size_t)n);
         pthread_mutex_lock(&r->mu);
         r->reqs[index].status = status;
         r->reqs[index].end_ms = h_now_ms();
@@ -540,36 +680,21 @@ static void *recv_conn_main(void *arg)
 static void *recv_accept_main(void *arg)
 {
     h_recv_t *r = arg;
-    for (;;) {
-        pthread_mutex_lock(&r->mu);
-        bool stop = r->stopping;
-        pthread_mutex_unlock(&r->mu);
-        if (stop)
-            break;
-        struct pollfd p = {r->fd, POLLIN, 0};
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        int fd = accept4(r->fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0)
-            continue;
+    int fd;
+    while ((fd = h_accept_until(r->fd, &r->mu, &r->stopping)) >= 0) {
         recv_conn_t *c = malloc(sizeof(*c));
         c->r = r;
         c->fd = fd;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_t th;
         pthread_mutex_lock(&r->mu);
         r->active++;
         pthread_mutex_unlock(&r->mu);
-        if (pthread_create(&th, &attr, recv_conn_main, c) != 0) {
+        if (!h_thread_detached(recv_conn_main, c)) {
             close(fd);
             free(c);
             pthread_mutex_lock(&r->mu);
             r->active--;
             pthread_mutex_unlock(&r->mu);
         }
-        pthread_attr_destroy(&attr);
     }
     return NULL;
 }
@@ -579,16 +704,7 @@ h_recv_t *h_recv_start(void)
     h_recv_t *r = calloc(1, sizeof(*r));
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
-    r->port = h_free_port();
-    r->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(r->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)r->port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert(r->fd >= 0 && bind(r->fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-                  listen(r->fd, 256) == 0,
-              "receiver cannot listen on 127.0.0.1:%d: %s", r->port, strerror(errno));
+    r->fd = h_listen_local(256, &r->port);
     cr_assert_eq(pthread_create(&r->acceptor, NULL, recv_accept_main, r), 0);
     return r;
 }
@@ -693,6 +809,12 @@ void h_recv_stop(h_recv_t *r)
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
     free(r);
+}
+
+void h_stop_all(h_env_t *e, h_recv_t *r)
+{
+    cr_assert(h_svc_stop(e, SIGTERM, 20000), "the service did not stop within 20 s of SIGTERM");
+    h_recv_stop(r);
 }
 
 /* ---- HTTP: response headers ------------------------------------------------ */

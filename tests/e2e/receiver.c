@@ -9,15 +9,15 @@
 #include "receiver.h"
 
 #include "harness.h"
+#include "harness_internal.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,54 +328,6 @@ static const char *secret_for(wr_t *r, const char *target)
     return NULL;
 }
 
-static const char *reason_of(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 301:
-        return "Moved Permanently";
-    case 302:
-        return "Found";
-    case 400:
-        return "Bad Request";
-    case 404:
-        return "Not Found";
-    case 410:
-        return "Gone";
-    case 429:
-        return "Too Many Requests";
-    case 500:
-        return "Internal Server Error";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Status";
-    }
-}
-
-static bool send_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 /* Writes answer a on fd; false when the client went away meanwhile. */
 static bool write_answer(int fd, const ans_t *a, bool close_after)
 {
@@ -394,12 +346,12 @@ static bool write_answer(int fd, const ans_t *a, bool close_after)
     int n = snprintf(
         head, sizeof(head),
         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s%s%s%s\r\n", a->status,
-        reason_of(a->status), a->body_bytes > 0 ? "text/plain" : "application/json", blen,
+        h_reason_phrase(a->status), a->body_bytes > 0 ? "text/plain" : "application/json", blen,
         a->retry_after ? "Retry-After: " : "", a->retry_after ? a->retry_after : "",
         a->retry_after ? "\r\n" : "", a->header ? a->header : "", a->header ? "\r\n" : "",
         close_after ? "Connection: close\r\n" : "");
-    bool ok = n > 0 && (size_t)n < sizeof(head) && send_all(fd, head, (size_t)n) &&
-              send_all(fd, body, blen);
+    bool ok = n > 0 && (size_t)n < sizeof(head) && h_send_all(fd, head, (size_t)n) &&
+              h_send_all(fd, body, blen);
     free(body);
     return ok;
 }
@@ -516,7 +468,7 @@ static bool read_request(conn_t *c, wr_req_t *q, size_t *used, bool *wants_close
         }
         line = eol + 2;
     }
-    if (expect_continue && !send_all(c->fd, "HTTP/1.1 100 Continue\r\n\r\n", 25))
+    if (expect_continue && !h_send_all(c->fd, "HTTP/1.1 100 Continue\r\n\r\n", 25))
         return false;
 
     if (!chunked) {
@@ -644,18 +596,8 @@ static void *conn_main(void *arg)
 static void *accept_main(void *arg)
 {
     wr_t *r = arg;
-    for (;;) {
-        pthread_mutex_lock(&r->mu);
-        bool stop = r->stopping;
-        pthread_mutex_unlock(&r->mu);
-        if (stop)
-            break;
-        struct pollfd p = {r->fd, POLLIN, 0};
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        int fd = accept4(r->fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0)
-            continue;
+    int fd;
+    while ((fd = h_accept_until(r->fd, &r->mu, &r->stopping)) >= 0) {
         conn_t *c = calloc(1, sizeof(*c));
         c->r = r;
         c->fd = fd;
@@ -674,11 +616,7 @@ static void *accept_main(void *arg)
         r->fds[r->nfds++] = fd;
         r->active++;
         pthread_mutex_unlock(&r->mu);
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_t th;
-        if (pthread_create(&th, &attr, conn_main, c) != 0) {
+        if (!h_thread_detached(conn_main, c)) {
             pthread_mutex_lock(&r->mu);
             forget_fd(r, fd);
             r->active--;
@@ -686,7 +624,6 @@ static void *accept_main(void *arg)
             close(fd);
             free(c);
         }
-        pthread_attr_destroy(&attr);
     }
     return NULL;
 }
@@ -702,16 +639,7 @@ wr_t *wr_start(void)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&r->cv, &ca);
     pthread_condattr_destroy(&ca);
-    r->port = h_free_port();
-    r->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(r->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)r->port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert(r->fd >= 0 && bind(r->fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-                  listen(r->fd, 512) == 0,
-              "receiver cannot listen on 127.0.0.1:%d: %s", r->port, strerror(errno));
+    r->fd = h_listen_local(512, &r->port);
     cr_assert_eq(pthread_create(&r->acceptor, NULL, accept_main, r), 0);
     return r;
 }
@@ -915,4 +843,10 @@ void wr_stop(wr_t *r)
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
     free(r);
+}
+
+void wr_stop_all(h_env_t *e, wr_t *r)
+{
+    cr_assert(h_svc_stop(e, SIGTERM, 20000), "the service did not stop within 20 s of SIGTERM");
+    wr_stop(r);
 }

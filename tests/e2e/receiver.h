@@ -28,6 +28,8 @@
 #ifndef ES_E2E_RECEIVER_H
 #define ES_E2E_RECEIVER_H
 
+#include "harness.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -130,5 +132,7 @@ char wr_body_byte(size_t i);
  * written), closes idle connections, waits up to 10 s for the connection
  * threads and frees the receiver. NULL is fine. */
 void wr_stop(wr_t *r);
+/* Stops e's service (SIGTERM; asserts it exits within 20 s), then the receiver r. */
+void wr_stop_all(h_env_t *e, wr_t *r);
 
 #endif

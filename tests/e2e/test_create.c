@@ -4,21 +4,8 @@
 
 #include "common/timeutil.h"
 
-#include <ctype.h>
 #include <pthread.h>
 #include <string.h>
-
-static bool is_uuid(const char *s)
-{
-    if (s == NULL || strlen(s) != 36)
-        return false;
-    for (int i = 0; i < 36; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
-            return false;
-    }
-    return true;
-}
 
 static bool is_empty_object(const json_t *v)
 {
@@ -41,7 +28,7 @@ H_TEST(create, defaults_stored_and_readable)
     cr_assert_eq(r.status, 201, "%s", r.body);
     json_t *ev = r.json;
     const char *id = h_jstr(ev, "event_id");
-    cr_assert(is_uuid(id), "event_id %s is not a UUID", id ? id : "(none)");
+    cr_assert(h_is_uuid(id), "event_id %s is not a UUID", id ? id : "(none)");
     cr_assert_str_eq(h_jstr(ev, "event_type"), "user.created");
     cr_assert_str_eq(h_jstr(ev, "event_source"), "backend", "%s", r.body);
     cr_assert_str_eq(h_jstr(ev, "event_category"), "user_action", "%s", r.body);

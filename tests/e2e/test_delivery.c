@@ -6,8 +6,6 @@
 #include "receiver.h"
 
 #include <openssl/evp.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,32 +14,6 @@
 #define SUBS "/api/v1/events/subscriptions"
 /* Deliveries go to the receiver on 127.0.0.1. */
 #define YAML_PRIVATE_OK "delivery:\n  allow_private: true\n"
-
-static h_env_t *start_service(void)
-{
-    h_env_t *e = h_setup(&(h_opts_t){.processors = 1, .extra_yaml = YAML_PRIVATE_OK});
-    h_svc_start(e);
-    return e;
-}
-
-/* POSTs a subscription (body as a printf format), asserts 201 and returns
- * the answer (caller decrefs). */
-static json_t *subscribe(h_env_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static json_t *subscribe(h_env_t *e, const char *fmt, ...)
-{
-    char *body = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(&body, fmt, ap) < 0)
-        body = NULL;
-    va_end(ap);
-    h_resp_t r = h_http(e->svc.port, "POST", SUBS, body, strlen(body), NULL, 0);
-    cr_assert_eq(r.status, 201, "POST %s %s -> %ld %s", SUBS, body, r.status, r.body);
-    json_t *j = json_incref(r.json);
-    h_resp_free(&r);
-    free(body);
-    return j;
-}
 
 /* The delivery_id of subscription sub for event ev, or NULL (caller frees). */
 static char *delivery_of(h_env_t *e, const char *sub, const char *ev)
@@ -58,22 +30,6 @@ static char *delivery_of(h_env_t *e, const char *sub, const char *ev)
 static int64_t deliveries_of_event(h_env_t *e, const char *ev)
 {
     return h_sql_int(e, "SELECT count(*) FROM event.deliveries WHERE event_id = $1", ev);
-}
-
-static bool event_processed(h_env_t *e, const char *ev)
-{
-    return h_sql_int(e,
-                     "SELECT count(*) FROM event.events WHERE event_id = $1 AND status = "
-                     "'processed'",
-                     ev) == 1;
-}
-
-static int64_t delivered_count(h_env_t *e, const char *sub)
-{
-    return h_sql_int(e,
-                     "SELECT count(*) FROM event.deliveries WHERE subscription_id = $1 AND "
-                     "status = 'delivered'",
-                     sub);
 }
 
 /* The event_id in a webhook's body (the event as GET /events/{id} shows it). */
@@ -123,7 +79,7 @@ static void assert_standard_headers(const wr_req_t *q, const char *delivery_id)
  * the delivery_id; webhook-timestamp is the current unix time. */
 H_TEST(delivery, signatures_verify_with_the_subscription_secret)
 {
-    h_env_t *e = start_service();
+    h_env_t *e = h_start(1, YAML_PRIVATE_OK);
     wr_t *rcv = wr_start();
     char url[3][128];
     const char *paths[3] = {"/generated", "/client-whsec", "/client-plain"};
@@ -132,18 +88,18 @@ H_TEST(delivery, signatures_verify_with_the_subscription_secret)
     const char *whsec = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     const char *plain = "a plain shared secret, used as its bytes";
 
-    json_t *s0 = subscribe(e,
-                           "{\"subscriber_name\":\"gen\",\"event_types\":[\"sig.test\"],"
-                           "\"callback_url\":\"%s\"}",
-                           url[0]);
-    json_t *s1 = subscribe(e,
-                           "{\"subscriber_name\":\"whsec\",\"event_types\":[\"sig.test\"],"
-                           "\"callback_url\":\"%s\",\"webhook_secret\":\"%s\"}",
-                           url[1], whsec);
-    json_t *s2 = subscribe(e,
-                           "{\"subscriber_name\":\"plain\",\"event_types\":[\"sig.test\"],"
-                           "\"callback_url\":\"%s\",\"webhook_secret\":\"%s\"}",
-                           url[2], plain);
+    json_t *s0 = h_subscribe(e,
+                             "{\"subscriber_name\":\"gen\",\"event_types\":[\"sig.test\"],"
+                             "\"callback_url\":\"%s\"}",
+                             url[0]);
+    json_t *s1 = h_subscribe(e,
+                             "{\"subscriber_name\":\"whsec\",\"event_types\":[\"sig.test\"],"
+                             "\"callback_url\":\"%s\",\"webhook_secret\":\"%s\"}",
+                             url[1], whsec);
+    json_t *s2 = h_subscribe(e,
+                             "{\"subscriber_name\":\"plain\",\"event_types\":[\"sig.test\"],"
+                             "\"callback_url\":\"%s\",\"webhook_secret\":\"%s\"}",
+                             url[2], plain);
     const char *generated = h_jstr(s0, "webhook_secret");
     cr_assert(generated && strncmp(generated, "whsec_", 6) == 0,
               "no whsec_ secret returned at creation: %s", json_dumps(s0, JSON_COMPACT));
@@ -160,7 +116,8 @@ H_TEST(delivery, signatures_verify_with_the_subscription_secret)
 
     for (int i = 0; i < 3; i++) {
         const char *sub = h_jstr(subs[i], "subscription_id");
-        cr_assert(H_WAIT(10000, delivered_count(e, sub) == 1), "%s: not delivered", paths[i]);
+        cr_assert(H_WAIT(10000, h_deliveries_with_status(e, sub, "delivered") == 1),
+                  "%s: not delivered", paths[i]);
         char *did = delivery_of(e, sub, ev);
         cr_assert(did != NULL);
         wr_req_t *q = NULL;
@@ -220,8 +177,7 @@ H_TEST(delivery, signatures_verify_with_the_subscription_secret)
     json_decref(s1);
     json_decref(s2);
     free(ev);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }
 
 /* One processed event, several subscriptions: a delivery (a row, then one
@@ -229,7 +185,7 @@ H_TEST(delivery, signatures_verify_with_the_subscription_secret)
  * and none for the others. */
 H_TEST(delivery, fan_out_to_every_matching_subscription)
 {
-    h_env_t *e = start_service();
+    h_env_t *e = h_start(1, YAML_PRIVATE_OK);
     wr_t *rcv = wr_start();
     struct {
         const char *path;
@@ -257,15 +213,16 @@ H_TEST(delivery, fan_out_to_every_matching_subscription)
     char *ids[16];
     for (int i = 0; i < nsubs; i++) {
         char url[128];
-        json_t *s = subscribe(e, "{\"subscriber_name\":\"fan%d\",%s,\"callback_url\":\"%s\"}", i,
-                              subs[i].filters, wr_url(rcv, subs[i].path, url, sizeof(url)));
+        json_t *s = h_subscribe(e, "{\"subscriber_name\":\"fan%d\",%s,\"callback_url\":\"%s\"}", i,
+                                subs[i].filters, wr_url(rcv, subs[i].path, url, sizeof(url)));
         ids[i] = strdup(h_jstr(s, "subscription_id"));
         json_decref(s);
         nmatch += subs[i].match;
     }
     char *ev = h_create(e, "{\"event_type\":\"order.created\",\"event_source\":\"backend\","
                            "\"event_category\":\"order\"}");
-    cr_assert(H_WAIT(30000, event_processed(e, ev)), "event not processed within 30 s");
+    cr_assert(H_WAIT(30000, h_event_status_is(e, ev, "processed")),
+              "event not processed within 30 s");
     cr_assert_eq(deliveries_of_event(e, ev), nmatch,
                  "%lld deliveries for %d matching subscriptions",
                  (long long)deliveries_of_event(e, ev), nmatch);
@@ -280,7 +237,8 @@ H_TEST(delivery, fan_out_to_every_matching_subscription)
             cr_assert(wr_wait_count(rcv, subs[i].path, 1, 30000), "nothing arrived at %s",
                       subs[i].path);
     for (int i = 0; i < nsubs; i++)
-        cr_assert(H_WAIT(15000, delivered_count(e, ids[i]) == (subs[i].match ? 1 : 0)));
+        cr_assert(H_WAIT(15000, h_deliveries_with_status(e, ids[i], "delivered") ==
+                                    (subs[i].match ? 1 : 0)));
     /* Every row is final: nothing else can arrive now. */
     for (int i = 0; i < nsubs; i++)
         cr_assert_eq(wr_count(rcv, subs[i].path), subs[i].match ? 1 : 0, "%s got %d requests",
@@ -289,8 +247,7 @@ H_TEST(delivery, fan_out_to_every_matching_subscription)
     for (int i = 0; i < nsubs; i++)
         free(ids[i]);
     free(ev);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }
 
 /* event_types patterns follow NATS: `*` is exactly one token, `>` one or
@@ -298,23 +255,23 @@ H_TEST(delivery, fan_out_to_every_matching_subscription)
  * when given. */
 H_TEST(delivery, patterns_and_filters_match_as_nats_does)
 {
-    h_env_t *e = start_service();
+    h_env_t *e = h_start(1, YAML_PRIVATE_OK);
     wr_t *rcv = wr_start();
     char url[128];
-    json_t *su = subscribe(e,
-                           "{\"subscriber_name\":\"u\",\"event_types\":[\"user.*\"],"
-                           "\"callback_url\":\"%s\"}",
-                           wr_url(rcv, "/user", url, sizeof(url)));
-    json_t *so = subscribe(e,
-                           "{\"subscriber_name\":\"o\",\"event_types\":[\"order.>\"],"
-                           "\"callback_url\":\"%s\"}",
-                           wr_url(rcv, "/order", url, sizeof(url)));
-    json_t *sf = subscribe(e,
-                           "{\"subscriber_name\":\"f\",\"event_types\":[\">\"],"
-                           "\"event_sources\":[\"frontend\",\"iot_device\"],"
-                           "\"event_categories\":[\"click\",\"device_status\"],"
-                           "\"callback_url\":\"%s\"}",
-                           wr_url(rcv, "/filtered", url, sizeof(url)));
+    json_t *su = h_subscribe(e,
+                             "{\"subscriber_name\":\"u\",\"event_types\":[\"user.*\"],"
+                             "\"callback_url\":\"%s\"}",
+                             wr_url(rcv, "/user", url, sizeof(url)));
+    json_t *so = h_subscribe(e,
+                             "{\"subscriber_name\":\"o\",\"event_types\":[\"order.>\"],"
+                             "\"callback_url\":\"%s\"}",
+                             wr_url(rcv, "/order", url, sizeof(url)));
+    json_t *sf = h_subscribe(e,
+                             "{\"subscriber_name\":\"f\",\"event_types\":[\">\"],"
+                             "\"event_sources\":[\"frontend\",\"iot_device\"],"
+                             "\"event_categories\":[\"click\",\"device_status\"],"
+                             "\"callback_url\":\"%s\"}",
+                             wr_url(rcv, "/filtered", url, sizeof(url)));
     struct {
         const char *type, *source, *category;
         bool user, order, filtered;
@@ -346,7 +303,8 @@ H_TEST(delivery, patterns_and_filters_match_as_nats_does)
         want_filtered += evs[i].filtered;
     }
     for (int i = 0; i < nevs; i++)
-        cr_assert(H_WAIT(30000, event_processed(e, ids[i])), "event %s not processed", evs[i].type);
+        cr_assert(H_WAIT(30000, h_event_status_is(e, ids[i], "processed")),
+                  "event %s not processed", evs[i].type);
     const char *sub_ids[3] = {h_jstr(su, "subscription_id"), h_jstr(so, "subscription_id"),
                               h_jstr(sf, "subscription_id")};
     for (int i = 0; i < nevs; i++) {
@@ -365,7 +323,7 @@ H_TEST(delivery, patterns_and_filters_match_as_nats_does)
     const char *paths[3] = {"/user", "/order", "/filtered"};
     int wants[3] = {want_user, want_order, want_filtered};
     for (int k = 0; k < 3; k++) {
-        cr_assert(H_WAIT(15000, delivered_count(e, sub_ids[k]) == wants[k]));
+        cr_assert(H_WAIT(15000, h_deliveries_with_status(e, sub_ids[k], "delivered") == wants[k]));
         wr_req_t *q = NULL;
         int n = wr_requests(rcv, paths[k], &q);
         cr_assert_eq(n, wants[k], "%s got %d requests, want %d", paths[k], n, wants[k]);
@@ -384,8 +342,7 @@ H_TEST(delivery, patterns_and_filters_match_as_nats_does)
     json_decref(su);
     json_decref(so);
     json_decref(sf);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }
 
 static int64_t delivery_attempts(h_env_t *e, const char *did)
@@ -393,34 +350,26 @@ static int64_t delivery_attempts(h_env_t *e, const char *did)
     return h_sql_int(e, "SELECT attempts FROM event.deliveries WHERE delivery_id = $1", did);
 }
 
-static bool delivery_status_is(h_env_t *e, const char *did, const char *status)
-{
-    return h_sql_int(e,
-                     "SELECT count(*) FROM event.deliveries WHERE delivery_id = $1 AND "
-                     "status = $2",
-                     did, status) == 1;
-}
-
 /* A disabled subscription gets no new deliveries from that moment; the
  * delivery it had waiting is not sent while it is disabled, and is sent once
  * it is enabled again. */
 H_TEST(delivery, disable_then_enable)
 {
-    h_env_t *e = start_service();
+    h_env_t *e = h_start(1, YAML_PRIVATE_OK);
     wr_t *rcv = wr_start();
     char url[128];
     wr_push(rcv, "/d", 1, (wr_answer_t){.status = 500});
-    json_t *s = subscribe(e,
-                          "{\"subscriber_name\":\"d\",\"event_types\":[\"de.*\"],"
-                          "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":5,"
-                          "\"backoff_seconds\":[2]}}",
-                          wr_url(rcv, "/d", url, sizeof(url)));
+    json_t *s = h_subscribe(e,
+                            "{\"subscriber_name\":\"d\",\"event_types\":[\"de.*\"],"
+                            "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":5,"
+                            "\"backoff_seconds\":[2]}}",
+                            wr_url(rcv, "/d", url, sizeof(url)));
     const char *sid = h_jstr(s, "subscription_id");
     char *e1 = h_create(e, "{\"event_type\":\"de.first\"}");
     cr_assert(wr_wait_count(rcv, "/d", 1, 30000), "first attempt never came");
     cr_assert(H_WAIT(30000, deliveries_of_event(e, e1) == 1));
     char *d1 = delivery_of(e, sid, e1);
-    cr_assert(H_WAIT(10000, delivery_status_is(e, d1, "failed")), "not failed after the 500");
+    cr_assert(H_WAIT(10000, h_delivery_status_is(e, d1, "failed")), "not failed after the 500");
 
     char path[256];
     snprintf(path, sizeof(path), SUBS "/%s/disable", sid);
@@ -431,7 +380,7 @@ H_TEST(delivery, disable_then_enable)
     h_resp_free(&r);
 
     char *e2 = h_create(e, "{\"event_type\":\"de.second\"}");
-    cr_assert(H_WAIT(30000, event_processed(e, e2)));
+    cr_assert(H_WAIT(30000, h_event_status_is(e, e2, "processed")));
     cr_assert_eq(deliveries_of_event(e, e2), 0, "a disabled subscription got a new delivery");
     /* Its waiting delivery comes due while disabled and is not sent. */
     cr_assert(H_WAIT(20000, h_sql_int(e,
@@ -449,7 +398,7 @@ H_TEST(delivery, disable_then_enable)
     cr_assert(json_is_null(h_jget(r.json, "disabled_reason")), "%s", r.body);
     h_resp_free(&r);
     cr_assert(wr_wait_count(rcv, "/d", 2, 30000), "the waiting delivery was not sent after enable");
-    cr_assert(H_WAIT(10000, delivery_status_is(e, d1, "delivered")));
+    cr_assert(H_WAIT(10000, h_delivery_status_is(e, d1, "delivered")));
     char *e3 = h_create(e, "{\"event_type\":\"de.third\"}");
     cr_assert(wr_wait_count(rcv, "/d", 3, 30000), "no delivery of a new event after enable");
     cr_assert_eq(deliveries_of_event(e, e2), 0, "the event processed while disabled got one");
@@ -466,30 +415,30 @@ H_TEST(delivery, disable_then_enable)
     free(e3);
     free(d1);
     json_decref(s);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }
 
 /* DELETE removes the subscription and its deliveries (and their attempts);
  * later events are not delivered to it; another subscription is untouched. */
 H_TEST(delivery, delete_removes_subscription_and_deliveries)
 {
-    h_env_t *e = start_service();
+    h_env_t *e = h_start(1, YAML_PRIVATE_OK);
     wr_t *rcv = wr_start();
     char url[128];
-    json_t *sx = subscribe(e,
-                           "{\"subscriber_name\":\"x\",\"event_types\":[\"del.*\"],"
-                           "\"callback_url\":\"%s\"}",
-                           wr_url(rcv, "/x", url, sizeof(url)));
-    json_t *sy = subscribe(e,
-                           "{\"subscriber_name\":\"y\",\"event_types\":[\"del.*\"],"
-                           "\"callback_url\":\"%s\"}",
-                           wr_url(rcv, "/y", url, sizeof(url)));
+    json_t *sx = h_subscribe(e,
+                             "{\"subscriber_name\":\"x\",\"event_types\":[\"del.*\"],"
+                             "\"callback_url\":\"%s\"}",
+                             wr_url(rcv, "/x", url, sizeof(url)));
+    json_t *sy = h_subscribe(e,
+                             "{\"subscriber_name\":\"y\",\"event_types\":[\"del.*\"],"
+                             "\"callback_url\":\"%s\"}",
+                             wr_url(rcv, "/y", url, sizeof(url)));
     const char *x = h_jstr(sx, "subscription_id"), *y = h_jstr(sy, "subscription_id");
     char *a = h_create(e, "{\"event_type\":\"del.a\"}");
     cr_assert(wr_wait_count(rcv, "/x", 1, 30000));
     cr_assert(wr_wait_count(rcv, "/y", 1, 30000));
-    cr_assert(H_WAIT(10000, delivered_count(e, x) == 1 && delivered_count(e, y) == 1));
+    cr_assert(H_WAIT(10000, h_deliveries_with_status(e, x, "delivered") == 1 &&
+                                h_deliveries_with_status(e, y, "delivered") == 1));
     char *dx = delivery_of(e, x, a);
 
     char path[256];
@@ -524,15 +473,14 @@ H_TEST(delivery, delete_removes_subscription_and_deliveries)
     char *b = h_create(e, "{\"event_type\":\"del.b\"}");
     cr_assert(wr_wait_count(rcv, "/y", 2, 30000), "the other subscription got nothing");
     cr_assert_eq(deliveries_of_event(e, b), 1);
-    cr_assert(H_WAIT(10000, delivered_count(e, y) == 2));
+    cr_assert(H_WAIT(10000, h_deliveries_with_status(e, y, "delivered") == 2));
     cr_assert_eq(wr_count(rcv, "/x"), 1, "a deleted subscription got a delivery");
     free(a);
     free(b);
     free(dx);
     json_decref(sx);
     json_decref(sy);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }
 
 /* The request on path whose body is event ev (a copy; caller frees with
@@ -557,14 +505,14 @@ static wr_req_t *request_for(wr_t *rcv, const char *path, const char *ev)
  * period is over, only the new one signs. */
 H_TEST(delivery, rotation_signs_with_both_secrets)
 {
-    h_env_t *e = start_service();
+    h_env_t *e = h_start(1, YAML_PRIVATE_OK);
     wr_t *rcv = wr_start();
     char url[128], path[256];
     const char *old = "the original secret";
-    json_t *s = subscribe(e,
-                          "{\"subscriber_name\":\"rot\",\"event_types\":[\"rot.*\"],"
-                          "\"callback_url\":\"%s\",\"webhook_secret\":\"%s\"}",
-                          wr_url(rcv, "/r", url, sizeof(url)), old);
+    json_t *s = h_subscribe(e,
+                            "{\"subscriber_name\":\"rot\",\"event_types\":[\"rot.*\"],"
+                            "\"callback_url\":\"%s\",\"webhook_secret\":\"%s\"}",
+                            wr_url(rcv, "/r", url, sizeof(url)), old);
     const char *sid = h_jstr(s, "subscription_id");
     cr_assert(h_jget(s, "webhook_secret") == NULL, "a client's secret was echoed");
 
@@ -642,6 +590,5 @@ H_TEST(delivery, rotation_signs_with_both_secrets)
     free(ev3);
     free(ev4);
     json_decref(s);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }

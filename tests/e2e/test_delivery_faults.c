@@ -9,7 +9,6 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,31 +16,6 @@
 #include <unistd.h>
 
 #define SUBS "/api/v1/events/subscriptions"
-
-static json_t *subscribe(h_env_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static json_t *subscribe(h_env_t *e, const char *fmt, ...)
-{
-    char *body = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(&body, fmt, ap) < 0)
-        body = NULL;
-    va_end(ap);
-    h_resp_t r = h_http(e->svc.port, "POST", SUBS, body, strlen(body), NULL, 0);
-    cr_assert_eq(r.status, 201, "POST %s %s -> %ld %s", SUBS, body, r.status, r.body);
-    json_t *j = json_incref(r.json);
-    h_resp_free(&r);
-    free(body);
-    return j;
-}
-
-static int64_t count_status(h_env_t *e, const char *sub, const char *status)
-{
-    return h_sql_int(e,
-                     "SELECT count(*) FROM event.deliveries WHERE subscription_id = $1 AND "
-                     "status = $2",
-                     sub, status);
-}
 
 /* This machine's host name when every address it resolves to is on the
  * loopback network (so a receiver on 127.0.0.1 is reached through it);
@@ -86,17 +60,19 @@ H_TEST(delivery_faults, ssrf_hostname_resolving_to_loopback)
     h_env_t *e = h_setup(&(h_opts_t){.processors = 1});
     h_svc_start(e);
     wr_t *rcv = wr_start();
-    json_t *s = subscribe(e,
-                          "{\"subscriber_name\":\"ssrf\",\"event_types\":[\"ssrf.*\"],"
-                          "\"callback_url\":\"http://%s:%d/ssrf\",\"retry_policy\":"
-                          "{\"max_retries\":0}}",
-                          host, wr_port(rcv));
+    json_t *s = h_subscribe(e,
+                            "{\"subscriber_name\":\"ssrf\",\"event_types\":[\"ssrf.*\"],"
+                            "\"callback_url\":\"http://%s:%d/ssrf\",\"retry_policy\":"
+                            "{\"max_retries\":0}}",
+                            host, wr_port(rcv));
     const char *sid = h_jstr(s, "subscription_id");
     const char *secret = h_jstr(s, "webhook_secret");
     char *ev = h_create(e, "{\"event_type\":\"ssrf.probe\"}");
-    cr_assert(H_WAIT(30000, count_status(e, sid, "dead") + count_status(e, sid, "delivered") == 1),
+    cr_assert(H_WAIT(30000, h_deliveries_with_status(e, sid, "dead") +
+                                    h_deliveries_with_status(e, sid, "delivered") ==
+                                1),
               "the delivery to %s (loopback) did not end within 30 s", host);
-    cr_assert_eq(count_status(e, sid, "dead"), 1,
+    cr_assert_eq(h_deliveries_with_status(e, sid, "dead"), 1,
                  "a delivery to %s (resolving to loopback) was not refused (%d requests reached "
                  "the receiver)",
                  host, wr_count(rcv, NULL));
@@ -126,7 +102,7 @@ H_TEST(delivery_faults, ssrf_hostname_resolving_to_loopback)
     cr_assert(wr_wait_count(rcv, "/ssrf", 1, 30000), "not delivered with allow_private on");
     char *ev2 = h_create(e, "{\"event_type\":\"ssrf.allowed\"}");
     cr_assert(wr_wait_count(rcv, "/ssrf", 2, 30000), "a new event not delivered");
-    cr_assert(H_WAIT(15000, count_status(e, sid, "delivered") == 2));
+    cr_assert(H_WAIT(15000, h_deliveries_with_status(e, sid, "delivered") == 2));
     wr_req_t *q = NULL;
     int n = wr_requests(rcv, "/ssrf", &q);
     cr_assert_str_eq(wr_header(&q[0], "webhook-id"), did);
@@ -140,8 +116,7 @@ H_TEST(delivery_faults, ssrf_hostname_resolving_to_loopback)
     free(ev);
     free(ev2);
     json_decref(s);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }
 
 /* Deliveries in flight per worker (claim token "host:pid:dN"): the pid of
@@ -191,11 +166,11 @@ H_TEST(delivery_faults, processor_killed_while_delivering)
     wr_t *rcv = wr_start();
     wr_default(rcv, "/slow", (wr_answer_t){.delay_ms = 2000});
     char url[128];
-    json_t *s = subscribe(e,
-                          "{\"subscriber_name\":\"slow\",\"event_types\":[\"kill.*\"],"
-                          "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":5,"
-                          "\"backoff_seconds\":[1]}}",
-                          wr_url(rcv, "/slow", url, sizeof(url)));
+    json_t *s = h_subscribe(e,
+                            "{\"subscriber_name\":\"slow\",\"event_types\":[\"kill.*\"],"
+                            "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":5,"
+                            "\"backoff_seconds\":[1]}}",
+                            wr_url(rcv, "/slow", url, sizeof(url)));
     const char *sid = h_jstr(s, "subscription_id");
     char body[8192] = "{\"events\":[";
     for (int i = 0; i < N; i++)
@@ -212,12 +187,8 @@ H_TEST(delivery_faults, processor_killed_while_delivering)
     int64_t held = 0;
     pid_t victim = 0;
     cr_assert(H_WAIT(10000, (victim = busiest_sender(e, &held)) > 0), "no claimed deliveries");
-    pid_t workers[16];
-    int nw = h_svc_workers(e, workers, 16);
-    bool is_worker = false;
-    for (int i = 0; i < nw; i++)
-        is_worker = is_worker || workers[i] == victim;
-    cr_assert(is_worker, "claim holder %d is not a worker of the service", (int)victim);
+    cr_assert(h_svc_is_worker(e, victim), "claim holder %d is not a worker of the service",
+              (int)victim);
     int before = wr_count(rcv, "/slow");
     fprintf(stderr,
             "processor_killed_while_delivering: killing %d, which holds %lld deliveries; "
@@ -225,9 +196,9 @@ H_TEST(delivery_faults, processor_killed_while_delivering)
             (int)victim, (long long)held, before);
     cr_assert_eq(kill(victim, SIGKILL), 0);
 
-    cr_assert(H_WAIT(90000, count_status(e, sid, "delivered") == N),
+    cr_assert(H_WAIT(90000, h_deliveries_with_status(e, sid, "delivered") == N),
               "%lld of %d deliveries delivered within 90 s of the kill",
-              (long long)count_status(e, sid, "delivered"), N);
+              (long long)h_deliveries_with_status(e, sid, "delivered"), N);
     cr_assert(h_svc_log_contains(e, "was killed by signal 9", 0),
               "the master did not see the kill");
 
@@ -272,8 +243,7 @@ H_TEST(delivery_faults, processor_killed_while_delivering)
     wr_reqs_free(q, n);
     PQclear(pr);
     json_decref(s);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }
 
 /* How many messages in the stream carry msg_id. */
@@ -321,8 +291,8 @@ H_TEST(delivery_faults, subscription_created_published_also_after_nats_outage)
 {
     h_env_t *e = h_setup(&(h_opts_t){.processors = 1});
     h_svc_start(e);
-    json_t *a = subscribe(e, "{\"subscriber_name\":\"pub-a\",\"event_types\":[\"a.*\"],"
-                             "\"callback_url\":\"https://a.example.com/hook\"}");
+    json_t *a = h_subscribe(e, "{\"subscriber_name\":\"pub-a\",\"event_types\":[\"a.*\"],"
+                               "\"callback_url\":\"https://a.example.com/hook\"}");
     assert_created_message(e, h_jstr(a, "subscription_id"), "pub-a", h_jstr(a, "webhook_secret"),
                            20000);
 

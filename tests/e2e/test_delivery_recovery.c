@@ -6,63 +6,12 @@
 #include "receiver.h"
 
 #include <curl/curl.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define SUBS "/api/v1/events/subscriptions"
 #define YAML_PRIVATE_OK "delivery:\n  allow_private: true\n"
-
-static h_env_t *start_service(void)
-{
-    h_env_t *e = h_setup(&(h_opts_t){.processors = 1, .extra_yaml = YAML_PRIVATE_OK});
-    h_svc_start(e);
-    return e;
-}
-
-static json_t *subscribe(h_env_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static json_t *subscribe(h_env_t *e, const char *fmt, ...)
-{
-    char *body = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(&body, fmt, ap) < 0)
-        body = NULL;
-    va_end(ap);
-    h_resp_t r = h_http(e->svc.port, "POST", SUBS, body, strlen(body), NULL, 0);
-    cr_assert_eq(r.status, 201, "POST %s %s -> %ld %s", SUBS, body, r.status, r.body);
-    json_t *j = json_incref(r.json);
-    h_resp_free(&r);
-    free(body);
-    return j;
-}
-
-static int64_t count_status(h_env_t *e, const char *sub, const char *status)
-{
-    return h_sql_int(e,
-                     "SELECT count(*) FROM event.deliveries WHERE subscription_id = $1 AND "
-                     "status = $2",
-                     sub, status);
-}
-
-static bool status_is(h_env_t *e, const char *did, const char *status)
-{
-    return h_sql_int(e,
-                     "SELECT count(*) FROM event.deliveries WHERE delivery_id = $1 AND "
-                     "status = $2",
-                     did, status) == 1;
-}
-
-static char *dump(const json_t *j)
-{
-    static char buf[8192];
-    char *s = json_dumps(j, JSON_COMPACT);
-    snprintf(buf, sizeof(buf), "%s", s ? s : "(null)");
-    free(s);
-    return buf;
-}
 
 /* Creates n events of type `type` in one batch request. */
 static void create_batch(h_env_t *e, const char *type, int n)
@@ -107,7 +56,7 @@ static json_t *walk(h_env_t *e, const char *sub, const char *query, int limit, i
             const json_t *d = json_array_get(items, i);
             json_array_append_new(seen, json_string(h_jstr(d, "delivery_id")));
             const char *created = h_jstr(d, "created_at");
-            cr_assert(created != NULL, "%s", dump(d));
+            cr_assert(created != NULL, "%s", h_jdump(d));
             if (prev_created[0])
                 cr_assert(strcmp(created, prev_created) <= 0, "not newest first: %s after %s",
                           created, prev_created);
@@ -151,7 +100,7 @@ static json_t *ids_in_db(h_env_t *e, const char *sub, const char *status)
 static void assert_same_set(const json_t *seen, const json_t *want, const char *what)
 {
     cr_assert_eq(json_array_size(seen), json_array_size(want), "%s: %zu listed, %zu exist: %s",
-                 what, json_array_size(seen), json_array_size(want), dump(seen));
+                 what, json_array_size(seen), json_array_size(want), h_jdump(seen));
     for (size_t i = 0; i < json_array_size(want); i++) {
         const char *id = json_string_value(json_array_get(want, i));
         int times = 0;
@@ -167,20 +116,20 @@ static void assert_same_set(const json_t *seen, const json_t *want, const char *
 H_TEST(delivery_recovery, list_status_filter_and_paging)
 {
     enum { N = 11, DEAD = 4 };
-    h_env_t *e = start_service();
+    h_env_t *e = h_start(1, YAML_PRIVATE_OK);
     wr_t *rcv = wr_start();
     wr_push(rcv, "/mix", DEAD, (wr_answer_t){.status = 500});
     char url[128];
-    json_t *s = subscribe(e,
-                          "{\"subscriber_name\":\"mix\",\"event_types\":[\"list.*\"],"
-                          "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":0}}",
-                          wr_url(rcv, "/mix", url, sizeof(url)));
+    json_t *s = h_subscribe(e,
+                            "{\"subscriber_name\":\"mix\",\"event_types\":[\"list.*\"],"
+                            "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":0}}",
+                            wr_url(rcv, "/mix", url, sizeof(url)));
     const char *sid = h_jstr(s, "subscription_id");
     create_batch(e, "list.item", N);
-    cr_assert(H_WAIT(30000, count_status(e, sid, "dead") == DEAD &&
-                                count_status(e, sid, "delivered") == N - DEAD),
-              "%lld dead, %lld delivered", (long long)count_status(e, sid, "dead"),
-              (long long)count_status(e, sid, "delivered"));
+    cr_assert(H_WAIT(30000, h_deliveries_with_status(e, sid, "dead") == DEAD &&
+                                h_deliveries_with_status(e, sid, "delivered") == N - DEAD),
+              "%lld dead, %lld delivered", (long long)h_deliveries_with_status(e, sid, "dead"),
+              (long long)h_deliveries_with_status(e, sid, "delivered"));
     int64_t distinct_times = h_sql_int(e,
                                        "SELECT count(DISTINCT created_at) FROM "
                                        "event.deliveries WHERE subscription_id = $1",
@@ -235,8 +184,7 @@ H_TEST(delivery_recovery, list_status_filter_and_paging)
     cr_assert_eq(r.status, 404, "%ld %s", r.status, r.body);
     h_resp_free(&r);
     json_decref(s);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }
 
 /* Resend of a dead delivery: 202, one more attempt at once with the same
@@ -245,20 +193,20 @@ H_TEST(delivery_recovery, list_status_filter_and_paging)
  * follow. */
 H_TEST(delivery_recovery, resend_dead_delivery)
 {
-    h_env_t *e = start_service();
+    h_env_t *e = h_start(1, YAML_PRIVATE_OK);
     wr_t *rcv = wr_start();
     wr_push(rcv, "/rs", 2, (wr_answer_t){.status = 500});
     char url[128], path[256];
-    json_t *s = subscribe(e,
-                          "{\"subscriber_name\":\"rs\",\"event_types\":[\"rs.*\"],"
-                          "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":0,"
-                          "\"backoff_seconds\":[1]}}",
-                          wr_url(rcv, "/rs", url, sizeof(url)));
+    json_t *s = h_subscribe(e,
+                            "{\"subscriber_name\":\"rs\",\"event_types\":[\"rs.*\"],"
+                            "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":0,"
+                            "\"backoff_seconds\":[1]}}",
+                            wr_url(rcv, "/rs", url, sizeof(url)));
     const char *sid = h_jstr(s, "subscription_id");
     wr_secret(rcv, "/rs", h_jstr(s, "webhook_secret"));
     char *ev = h_create(e, "{\"event_type\":\"rs.one\"}");
     cr_assert(wr_wait_count(rcv, "/rs", 1, 30000));
-    cr_assert(H_WAIT(30000, count_status(e, sid, "dead") == 1));
+    cr_assert(H_WAIT(30000, h_deliveries_with_status(e, sid, "dead") == 1));
     PGresult *pr =
         h_sql(e, "SELECT delivery_id FROM event.deliveries WHERE subscription_id = $1", sid);
     char *did = strdup(PQgetvalue(pr, 0, 0));
@@ -272,7 +220,8 @@ H_TEST(delivery_recovery, resend_dead_delivery)
     cr_assert_str_eq(h_jstr(r.json, "status"), "pending", "%s", r.body);
     h_resp_free(&r);
     cr_assert(wr_wait_count(rcv, "/rs", 2, 30000), "the resend was not sent");
-    cr_assert(H_WAIT(15000, status_is(e, did, "dead")), "a failed resend is not dead again");
+    cr_assert(H_WAIT(15000, h_delivery_status_is(e, did, "dead")),
+              "a failed resend is not dead again");
     r = h_get(e, SUBS "/%s/deliveries/%s", sid, did);
     cr_assert_eq(r.status, 200);
     cr_assert_eq(json_array_size(h_jget(r.json, "attempt_log")), 2, "%s", r.body);
@@ -288,7 +237,8 @@ H_TEST(delivery_recovery, resend_dead_delivery)
     cr_assert_eq(r.status, 202, "%ld %s", r.status, r.body);
     h_resp_free(&r);
     cr_assert(wr_wait_count(rcv, "/rs", 3, 30000), "the second resend was not sent");
-    cr_assert(H_WAIT(15000, status_is(e, did, "delivered")), "the resend was not delivered");
+    cr_assert(H_WAIT(15000, h_delivery_status_is(e, did, "delivered")),
+              "the resend was not delivered");
     cr_assert_eq(wr_count(rcv, "/rs"), 3, "a failed resend was retried on its own");
     wr_req_t *q = NULL;
     int n = wr_requests(rcv, "/rs", &q);
@@ -320,39 +270,38 @@ H_TEST(delivery_recovery, resend_dead_delivery)
     free(did);
     free(ev);
     json_decref(s);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }
 
 /* recover {"since": T} resends the subscription's dead deliveries created
  * since T, and only those; each arrives with its own webhook-id again. */
 H_TEST(delivery_recovery, recover_since)
 {
-    h_env_t *e = start_service();
+    h_env_t *e = h_start(1, YAML_PRIVATE_OK);
     wr_t *rcv = wr_start();
     wr_default(rcv, "/rc", (wr_answer_t){.status = 500});
     char url[128], path[256];
-    json_t *s = subscribe(e,
-                          "{\"subscriber_name\":\"rc\",\"event_types\":[\"rc.*\"],"
-                          "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":0}}",
-                          wr_url(rcv, "/rc", url, sizeof(url)));
-    json_t *other = subscribe(e,
-                              "{\"subscriber_name\":\"rc-other\",\"event_types\":[\"rc.*\"],"
-                              "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":0}}",
-                              wr_url(rcv, "/rc-other", url, sizeof(url)));
+    json_t *s = h_subscribe(e,
+                            "{\"subscriber_name\":\"rc\",\"event_types\":[\"rc.*\"],"
+                            "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":0}}",
+                            wr_url(rcv, "/rc", url, sizeof(url)));
+    json_t *other = h_subscribe(e,
+                                "{\"subscriber_name\":\"rc-other\",\"event_types\":[\"rc.*\"],"
+                                "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":0}}",
+                                wr_url(rcv, "/rc-other", url, sizeof(url)));
     wr_default(rcv, "/rc-other", (wr_answer_t){.status = 500});
     const char *sid = h_jstr(s, "subscription_id"), *oid = h_jstr(other, "subscription_id");
     create_batch(e, "rc.old", 2);
-    cr_assert(
-        H_WAIT(30000, count_status(e, sid, "dead") == 2 && count_status(e, oid, "dead") == 2));
+    cr_assert(H_WAIT(30000, h_deliveries_with_status(e, sid, "dead") == 2 &&
+                                h_deliveries_with_status(e, oid, "dead") == 2));
     PGresult *t = h_sql(e, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', "
                            "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
     char since[64];
     snprintf(since, sizeof(since), "%s", PQgetvalue(t, 0, 0));
     PQclear(t);
     create_batch(e, "rc.new", 3);
-    cr_assert(
-        H_WAIT(30000, count_status(e, sid, "dead") == 5 && count_status(e, oid, "dead") == 5));
+    cr_assert(H_WAIT(30000, h_deliveries_with_status(e, sid, "dead") == 5 &&
+                                h_deliveries_with_status(e, oid, "dead") == 5));
     json_t *old_ids = json_array(), *new_ids = json_array();
     PGresult *r0 = h_sql(e,
                          "SELECT d.delivery_id, e.event_type FROM event.deliveries d JOIN "
@@ -372,11 +321,13 @@ H_TEST(delivery_recovery, recover_since)
     assert_same_set(h_jget(r.json, "delivery_ids"), new_ids, "recover's delivery_ids");
     h_resp_free(&r);
     cr_assert(wr_wait_count(rcv, "/rc", 5 + 3, 30000), "the recovered deliveries were not sent");
-    cr_assert(H_WAIT(15000, count_status(e, sid, "delivered") == 3));
-    cr_assert_eq(count_status(e, sid, "dead"), 2, "deliveries older than since were resent");
+    cr_assert(H_WAIT(15000, h_deliveries_with_status(e, sid, "delivered") == 3));
+    cr_assert_eq(h_deliveries_with_status(e, sid, "dead"), 2,
+                 "deliveries older than since were resent");
     for (size_t i = 0; i < json_array_size(old_ids); i++)
-        cr_assert(status_is(e, json_string_value(json_array_get(old_ids, i)), "dead"));
-    cr_assert_eq(count_status(e, oid, "dead"), 5, "another subscription's deliveries were resent");
+        cr_assert(h_delivery_status_is(e, json_string_value(json_array_get(old_ids, i)), "dead"));
+    cr_assert_eq(h_deliveries_with_status(e, oid, "dead"), 5,
+                 "another subscription's deliveries were resent");
     cr_assert_eq(wr_count(rcv, "/rc-other"), 5);
     wr_req_t *q = NULL;
     int n = wr_requests(rcv, "/rc", &q);
@@ -393,7 +344,7 @@ H_TEST(delivery_recovery, recover_since)
     cr_assert_eq(r.status, 202, "%ld %s", r.status, r.body);
     cr_assert_eq(h_jint(r.json, "recovered"), 2, "%s", r.body);
     h_resp_free(&r);
-    cr_assert(H_WAIT(30000, count_status(e, sid, "delivered") == 5));
+    cr_assert(H_WAIT(30000, h_deliveries_with_status(e, sid, "delivered") == 5));
     r = h_get(e, SUBS "/%s", sid);
     cr_assert_eq(h_jint(r.json, "stats.dead"), 0, "%s", r.body);
     cr_assert_eq(h_jint(r.json, "stats.delivered"), 5, "%s", r.body);
@@ -412,6 +363,5 @@ H_TEST(delivery_recovery, recover_since)
     json_decref(new_ids);
     json_decref(s);
     json_decref(other);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }

@@ -9,8 +9,6 @@
 
 #include "common/timeutil.h"
 
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,30 +16,6 @@
 
 #define SUBS "/api/v1/events/subscriptions"
 #define YAML_PRIVATE_OK "delivery:\n  allow_private: true\n"
-
-static h_env_t *start_service(const char *yaml)
-{
-    h_env_t *e = h_setup(&(h_opts_t){.processors = 1, .extra_yaml = yaml});
-    h_svc_start(e);
-    return e;
-}
-
-static json_t *subscribe(h_env_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static json_t *subscribe(h_env_t *e, const char *fmt, ...)
-{
-    char *body = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(&body, fmt, ap) < 0)
-        body = NULL;
-    va_end(ap);
-    h_resp_t r = h_http(e->svc.port, "POST", SUBS, body, strlen(body), NULL, 0);
-    cr_assert_eq(r.status, 201, "POST %s %s -> %ld %s", SUBS, body, r.status, r.body);
-    json_t *j = json_incref(r.json);
-    h_resp_free(&r);
-    free(body);
-    return j;
-}
 
 /* The only delivery of subscription sub (waits up to 30 s for it; caller
  * frees). */
@@ -59,49 +33,16 @@ static char *only_delivery(h_env_t *e, const char *sub)
     return id;
 }
 
-static bool status_is(h_env_t *e, const char *did, const char *status)
-{
-    return h_sql_int(e,
-                     "SELECT count(*) FROM event.deliveries WHERE delivery_id = $1 AND "
-                     "status = $2",
-                     did, status) == 1;
-}
-
-static int64_t count_status(h_env_t *e, const char *sub, const char *status)
-{
-    return h_sql_int(e,
-                     "SELECT count(*) FROM event.deliveries WHERE subscription_id = $1 AND "
-                     "status = $2",
-                     sub, status);
-}
-
 /* GET …/deliveries/{did} (asserts 200; caller decrefs). */
 static json_t *get_delivery(h_env_t *e, const char *sub, const char *did)
 {
-    h_resp_t r = h_get(e, SUBS "/%s/deliveries/%s", sub, did);
-    cr_assert_eq(r.status, 200, "GET delivery %s: %ld %s", did, r.status, r.body);
-    json_t *j = json_incref(r.json);
-    h_resp_free(&r);
-    return j;
+    return h_get_json(e, SUBS "/%s/deliveries/%s", sub, did);
 }
 
 /* GET the subscription (asserts 200; caller decrefs). */
 static json_t *get_subscription(h_env_t *e, const char *sub)
 {
-    h_resp_t r = h_get(e, SUBS "/%s", sub);
-    cr_assert_eq(r.status, 200, "GET subscription %s: %ld %s", sub, r.status, r.body);
-    json_t *j = json_incref(r.json);
-    h_resp_free(&r);
-    return j;
-}
-
-static char *dump(const json_t *j)
-{
-    static char buf[8192];
-    char *s = json_dumps(j, JSON_COMPACT);
-    snprintf(buf, sizeof(buf), "%s", s ? s : "(null)");
-    free(s);
-    return buf;
+    return h_get_json(e, SUBS "/%s", sub);
 }
 
 /* The attempt_log entries are attempts 1..n in order, with the given status
@@ -109,21 +50,22 @@ static char *dump(const json_t *j)
 static void assert_attempt_log(const json_t *d, int n, const int *codes, const char *trigger)
 {
     const json_t *log = json_object_get(d, "attempt_log");
-    cr_assert(json_is_array(log), "no attempt_log: %s", dump(d));
+    cr_assert(json_is_array(log), "no attempt_log: %s", h_jdump(d));
     cr_assert_eq(json_array_size(log), (size_t)n, "%zu attempts logged, want %d: %s",
-                 json_array_size(log), n, dump(d));
+                 json_array_size(log), n, h_jdump(d));
     for (int i = 0; i < n; i++) {
         const json_t *a = json_array_get(log, (size_t)i);
-        cr_assert_eq(h_jint(a, "attempt"), i + 1, "entry %d: %s", i, dump(a));
+        cr_assert_eq(h_jint(a, "attempt"), i + 1, "entry %d: %s", i, h_jdump(a));
         if (codes[i] > 0)
-            cr_assert_eq(h_jint(a, "status_code"), codes[i], "entry %d: %s", i, dump(a));
+            cr_assert_eq(h_jint(a, "status_code"), codes[i], "entry %d: %s", i, h_jdump(a));
         else
-            cr_assert(json_is_null(json_object_get(a, "status_code")), "entry %d: %s", i, dump(a));
+            cr_assert(json_is_null(json_object_get(a, "status_code")), "entry %d: %s", i,
+                      h_jdump(a));
         int64_t latency = h_jint(a, "latency_ms");
-        cr_assert(latency >= 0 && latency < 60000, "entry %d: latency_ms: %s", i, dump(a));
-        cr_assert(h_jstr(a, "attempted_at") != NULL, "entry %d: %s", i, dump(a));
+        cr_assert(latency >= 0 && latency < 60000, "entry %d: latency_ms: %s", i, h_jdump(a));
+        cr_assert(h_jstr(a, "attempted_at") != NULL, "entry %d: %s", i, h_jdump(a));
         if (trigger)
-            cr_assert_str_eq(h_jstr(a, "trigger"), trigger, "entry %d: %s", i, dump(a));
+            cr_assert_str_eq(h_jstr(a, "trigger"), trigger, "entry %d: %s", i, h_jdump(a));
     }
 }
 
@@ -139,22 +81,22 @@ static double gap_s(const wr_req_t *q, int i)
  * is dead, with every attempt logged and no fourth. */
 H_TEST(delivery_retry, failing_endpoint_retried_then_dead)
 {
-    h_env_t *e = start_service(YAML_PRIVATE_OK);
+    h_env_t *e = h_start(1, YAML_PRIVATE_OK);
     wr_t *rcv = wr_start();
     wr_default(rcv, "/fail", (wr_answer_t){.status = 500, .body = "{\"error\":\"boom\"}"});
     char url[128];
-    json_t *s = subscribe(e,
-                          "{\"subscriber_name\":\"fail\",\"event_types\":[\"retry.*\"],"
-                          "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":2,"
-                          "\"backoff_seconds\":[1,4]}}",
-                          wr_url(rcv, "/fail", url, sizeof(url)));
+    json_t *s = h_subscribe(e,
+                            "{\"subscriber_name\":\"fail\",\"event_types\":[\"retry.*\"],"
+                            "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":2,"
+                            "\"backoff_seconds\":[1,4]}}",
+                            wr_url(rcv, "/fail", url, sizeof(url)));
     const char *sid = h_jstr(s, "subscription_id");
     const char *secret = h_jstr(s, "webhook_secret");
     char *ev = h_create(e, "{\"event_type\":\"retry.fail\"}");
     char *did = only_delivery(e, sid);
     cr_assert(wr_wait_count(rcv, "/fail", 3, 30000), "%d attempts arrived within 30 s",
               wr_count(rcv, "/fail"));
-    cr_assert(H_WAIT(15000, status_is(e, did, "dead")),
+    cr_assert(H_WAIT(15000, h_delivery_status_is(e, did, "dead")),
               "the delivery is not dead after 3 attempts");
     cr_assert_eq(wr_count(rcv, "/fail"), 3, "a dead delivery was attempted again");
 
@@ -183,56 +125,56 @@ H_TEST(delivery_retry, failing_endpoint_retried_then_dead)
     wr_reqs_free(q, n);
 
     json_t *d = get_delivery(e, sid, did);
-    cr_assert_str_eq(h_jstr(d, "status"), "dead", "%s", dump(d));
-    cr_assert_eq(h_jint(d, "attempts"), 3, "%s", dump(d));
-    cr_assert_eq(h_jint(d, "last_status_code"), 500, "%s", dump(d));
-    cr_assert(h_jstr(d, "last_error") && strstr(h_jstr(d, "last_error"), "500"), "%s", dump(d));
-    cr_assert(json_is_null(json_object_get(d, "next_attempt_at")), "%s", dump(d));
-    cr_assert(json_is_null(json_object_get(d, "delivered_at")), "%s", dump(d));
+    cr_assert_str_eq(h_jstr(d, "status"), "dead", "%s", h_jdump(d));
+    cr_assert_eq(h_jint(d, "attempts"), 3, "%s", h_jdump(d));
+    cr_assert_eq(h_jint(d, "last_status_code"), 500, "%s", h_jdump(d));
+    cr_assert(h_jstr(d, "last_error") && strstr(h_jstr(d, "last_error"), "500"), "%s", h_jdump(d));
+    cr_assert(json_is_null(json_object_get(d, "next_attempt_at")), "%s", h_jdump(d));
+    cr_assert(json_is_null(json_object_get(d, "delivered_at")), "%s", h_jdump(d));
     assert_attempt_log(d, 3, (int[]){500, 500, 500}, "scheduled");
     const json_t *log = json_object_get(d, "attempt_log");
     for (size_t i = 0; i < 3; i++) {
         const char *resp = h_jstr(json_array_get(log, i), "response");
         cr_assert(resp && strcmp(resp, "{\"error\":\"boom\"}") == 0, "response kept: %s",
-                  dump(json_array_get(log, i)));
+                  h_jdump(json_array_get(log, i)));
     }
     json_decref(d);
 
     json_t *sub = get_subscription(e, sid);
-    cr_assert_eq(h_jint(sub, "stats.dead"), 1, "%s", dump(sub));
-    cr_assert_eq(h_jint(sub, "stats.delivered"), 0, "%s", dump(sub));
-    cr_assert_eq(h_jint(sub, "stats.failing"), 0, "%s", dump(sub));
-    cr_assert(json_is_null(h_jget(sub, "stats.last_success_at")), "%s", dump(sub));
+    cr_assert_eq(h_jint(sub, "stats.dead"), 1, "%s", h_jdump(sub));
+    cr_assert_eq(h_jint(sub, "stats.delivered"), 0, "%s", h_jdump(sub));
+    cr_assert_eq(h_jint(sub, "stats.failing"), 0, "%s", h_jdump(sub));
+    cr_assert(json_is_null(h_jget(sub, "stats.last_success_at")), "%s", h_jdump(sub));
     cr_assert(json_is_true(json_object_get(sub, "enabled")), "disabled after one dead delivery");
     json_decref(sub);
     json_decref(s);
     free(ev);
     free(did);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }
 
 /* An endpoint that fails twice, then answers 200: delivered on the third
  * attempt; the log shows 500, 503, 200 with latencies; the counters follow. */
 H_TEST(delivery_retry, fails_twice_then_delivered)
 {
-    h_env_t *e = start_service(YAML_PRIVATE_OK);
+    h_env_t *e = h_start(1, YAML_PRIVATE_OK);
     wr_t *rcv = wr_start();
     wr_push(rcv, "/flaky", 1, (wr_answer_t){.status = 500});
     wr_push(rcv, "/flaky", 1, (wr_answer_t){.status = 503, .delay_ms = 300});
     char url[128];
-    json_t *s = subscribe(e,
-                          "{\"subscriber_name\":\"flaky\",\"event_types\":[\"retry.*\"],"
-                          "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":3,"
-                          "\"backoff_seconds\":[1]}}",
-                          wr_url(rcv, "/flaky", url, sizeof(url)));
+    json_t *s = h_subscribe(e,
+                            "{\"subscriber_name\":\"flaky\",\"event_types\":[\"retry.*\"],"
+                            "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":3,"
+                            "\"backoff_seconds\":[1]}}",
+                            wr_url(rcv, "/flaky", url, sizeof(url)));
     const char *sid = h_jstr(s, "subscription_id");
     wr_secret(rcv, "/flaky", h_jstr(s, "webhook_secret"));
     char *ev = h_create(e, "{\"event_type\":\"retry.flaky\"}");
     char *did = only_delivery(e, sid);
     cr_assert(wr_wait_count(rcv, "/flaky", 3, 30000), "%d attempts within 30 s",
               wr_count(rcv, "/flaky"));
-    cr_assert(H_WAIT(15000, status_is(e, did, "delivered")), "not delivered on the third attempt");
+    cr_assert(H_WAIT(15000, h_delivery_status_is(e, did, "delivered")),
+              "not delivered on the third attempt");
     wr_req_t *q = NULL;
     int n = wr_requests(rcv, "/flaky", &q);
     cr_assert_eq(n, 3);
@@ -246,28 +188,27 @@ H_TEST(delivery_retry, fails_twice_then_delivered)
     wr_reqs_free(q, n);
 
     json_t *d = get_delivery(e, sid, did);
-    cr_assert_str_eq(h_jstr(d, "status"), "delivered", "%s", dump(d));
-    cr_assert_eq(h_jint(d, "attempts"), 3, "%s", dump(d));
-    cr_assert_eq(h_jint(d, "last_status_code"), 200, "%s", dump(d));
-    cr_assert(json_is_null(json_object_get(d, "last_error")), "%s", dump(d));
-    cr_assert(h_jstr(d, "delivered_at") != NULL, "%s", dump(d));
+    cr_assert_str_eq(h_jstr(d, "status"), "delivered", "%s", h_jdump(d));
+    cr_assert_eq(h_jint(d, "attempts"), 3, "%s", h_jdump(d));
+    cr_assert_eq(h_jint(d, "last_status_code"), 200, "%s", h_jdump(d));
+    cr_assert(json_is_null(json_object_get(d, "last_error")), "%s", h_jdump(d));
+    cr_assert(h_jstr(d, "delivered_at") != NULL, "%s", h_jdump(d));
     assert_attempt_log(d, 3, (int[]){500, 503, 200}, "scheduled");
     int64_t slow = h_jint(json_array_get(json_object_get(d, "attempt_log"), 1), "latency_ms");
     cr_assert(slow >= 250, "the 300 ms answer was logged with latency %lld ms", (long long)slow);
     json_decref(d);
 
     json_t *sub = get_subscription(e, sid);
-    cr_assert_eq(h_jint(sub, "stats.delivered"), 1, "%s", dump(sub));
-    cr_assert_eq(h_jint(sub, "stats.dead"), 0, "%s", dump(sub));
-    cr_assert_eq(h_jint(sub, "stats.failing"), 0, "%s", dump(sub));
-    cr_assert(h_jstr(sub, "stats.last_success_at") != NULL, "%s", dump(sub));
-    cr_assert(json_is_null(h_jget(sub, "stats.failing_since")), "%s", dump(sub));
+    cr_assert_eq(h_jint(sub, "stats.delivered"), 1, "%s", h_jdump(sub));
+    cr_assert_eq(h_jint(sub, "stats.dead"), 0, "%s", h_jdump(sub));
+    cr_assert_eq(h_jint(sub, "stats.failing"), 0, "%s", h_jdump(sub));
+    cr_assert(h_jstr(sub, "stats.last_success_at") != NULL, "%s", h_jdump(sub));
+    cr_assert(json_is_null(h_jget(sub, "stats.failing_since")), "%s", h_jdump(sub));
     json_decref(sub);
     json_decref(s);
     free(ev);
     free(did);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }
 
 /* For each event on path: the gap between its first and second request. */
@@ -297,7 +238,7 @@ static int64_t time_at(const json_t *v, const char *path)
 {
     const char *s = h_jstr(v, path);
     int64_t us = 0;
-    cr_assert(s && es_time_parse(s, strlen(s), &us), "%s is not a time in %s", path, dump(v));
+    cr_assert(s && es_time_parse(s, strlen(s), &us), "%s is not a time in %s", path, h_jdump(v));
     return us;
 }
 
@@ -314,7 +255,7 @@ static int64_t time_at(const json_t *v, const char *path)
 H_TEST(delivery_retry, retry_after_honoured_within_bounds)
 {
     enum { N = 8, CASES = 4 };
-    h_env_t *e = start_service(YAML_PRIVATE_OK);
+    h_env_t *e = h_start(1, YAML_PRIVATE_OK);
     wr_t *rcv = wr_start();
     char date[64];
     time_t when = time(NULL) + 34;
@@ -336,11 +277,11 @@ H_TEST(delivery_retry, retry_after_honoured_within_bounds)
         wr_default(rcv, cases[i].path,
                    (wr_answer_t){.status = cases[i].status, .retry_after = cases[i].retry_after});
         char url[128];
-        json_t *s = subscribe(e,
-                              "{\"subscriber_name\":\"%s\",\"event_types\":[\"ra.*\"],"
-                              "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":1,"
-                              "\"backoff_seconds\":[20]}}",
-                              cases[i].path + 1, wr_url(rcv, cases[i].path, url, sizeof(url)));
+        json_t *s = h_subscribe(e,
+                                "{\"subscriber_name\":\"%s\",\"event_types\":[\"ra.*\"],"
+                                "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":1,"
+                                "\"backoff_seconds\":[20]}}",
+                                cases[i].path + 1, wr_url(rcv, cases[i].path, url, sizeof(url)));
         sids[i] = strdup(h_jstr(s, "subscription_id"));
         json_decref(s);
     }
@@ -353,9 +294,9 @@ H_TEST(delivery_retry, retry_after_honoured_within_bounds)
     cr_assert_eq(r.status, 201, "%s", r.body);
     h_resp_free(&r);
     for (int i = 0; i < CASES; i++)
-        cr_assert(H_WAIT(30000, count_status(e, sids[i], "failed") == N),
+        cr_assert(H_WAIT(30000, h_deliveries_with_status(e, sids[i], "failed") == N),
                   "%s: %lld of %d deliveries failed and waiting", cases[i].path,
-                  (long long)count_status(e, sids[i], "failed"), N);
+                  (long long)h_deliveries_with_status(e, sids[i], "failed"), N);
 
     int early[CASES] = {0}, late[CASES] = {0};
     double lo[CASES], hi[CASES], floor_s[CASES];
@@ -370,8 +311,8 @@ H_TEST(delivery_retry, retry_after_honoured_within_bounds)
                 cases[i].path, cases[i].retry_after);
         for (int k = 0; k < PQntuples(ids); k++) {
             json_t *d = get_delivery(e, sids[i], PQgetvalue(ids, k, 0));
-            cr_assert_eq(json_array_size(json_object_get(d, "attempt_log")), 1, "%s", dump(d));
-            cr_assert_eq(h_jint(d, "attempt_log.0.status_code"), cases[i].status, "%s", dump(d));
+            cr_assert_eq(json_array_size(json_object_get(d, "attempt_log")), 1, "%s", h_jdump(d));
+            cr_assert_eq(h_jint(d, "attempt_log.0.status_code"), cases[i].status, "%s", h_jdump(d));
             double scheduled =
                 (double)(time_at(d, "next_attempt_at") - time_at(d, "attempt_log.0.attempted_at")) /
                 1e6;
@@ -404,8 +345,7 @@ H_TEST(delivery_retry, retry_after_honoured_within_bounds)
     }
     for (int i = 0; i < CASES; i++)
         free(sids[i]);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }
 
 /* Retries come when they are due: deliveries failing once with a 1 s
@@ -415,15 +355,15 @@ H_TEST(delivery_retry, retry_after_honoured_within_bounds)
 H_TEST(delivery_retry, retries_come_when_due)
 {
     enum { N = 12 };
-    h_env_t *e = start_service(YAML_PRIVATE_OK);
+    h_env_t *e = h_start(1, YAML_PRIVATE_OK);
     wr_t *rcv = wr_start();
     wr_push(rcv, "/once", N, (wr_answer_t){.status = 500});
     char url[128];
-    json_t *s = subscribe(e,
-                          "{\"subscriber_name\":\"once\",\"event_types\":[\"due.*\"],"
-                          "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":1,"
-                          "\"backoff_seconds\":[1]}}",
-                          wr_url(rcv, "/once", url, sizeof(url)));
+    json_t *s = h_subscribe(e,
+                            "{\"subscriber_name\":\"once\",\"event_types\":[\"due.*\"],"
+                            "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":1,"
+                            "\"backoff_seconds\":[1]}}",
+                            wr_url(rcv, "/once", url, sizeof(url)));
     for (int i = 0; i < N; i++) {
         free(h_create(e, "{\"event_type\":\"due.%d\"}", i));
         cr_assert(wr_wait_count(rcv, "/once", i + 1, 30000), "event %d was not delivered", i);
@@ -448,8 +388,7 @@ H_TEST(delivery_retry, retries_come_when_due)
                  "(the latest after %.3f s)",
                  late, N, worst);
     json_decref(s);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }
 
 /* 410 Gone: the delivery is dead at once (retries left or not), the
@@ -457,37 +396,36 @@ H_TEST(delivery_retry, retries_come_when_due)
  * enabling it clears the reason. */
 H_TEST(delivery_retry, gone_410_kills_delivery_and_disables_subscription)
 {
-    h_env_t *e = start_service(YAML_PRIVATE_OK);
+    h_env_t *e = h_start(1, YAML_PRIVATE_OK);
     wr_t *rcv = wr_start();
     wr_default(rcv, "/gone", (wr_answer_t){.status = 410});
     char url[128];
-    json_t *s = subscribe(e,
-                          "{\"subscriber_name\":\"gone\",\"event_types\":[\"gone.*\"],"
-                          "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":5,"
-                          "\"backoff_seconds\":[1]}}",
-                          wr_url(rcv, "/gone", url, sizeof(url)));
+    json_t *s = h_subscribe(e,
+                            "{\"subscriber_name\":\"gone\",\"event_types\":[\"gone.*\"],"
+                            "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":5,"
+                            "\"backoff_seconds\":[1]}}",
+                            wr_url(rcv, "/gone", url, sizeof(url)));
     const char *sid = h_jstr(s, "subscription_id");
     char *ev = h_create(e, "{\"event_type\":\"gone.one\"}");
     char *did = only_delivery(e, sid);
     cr_assert(wr_wait_count(rcv, "/gone", 1, 30000));
-    cr_assert(H_WAIT(15000, status_is(e, did, "dead")), "a 410 did not kill the delivery");
+    cr_assert(H_WAIT(15000, h_delivery_status_is(e, did, "dead")),
+              "a 410 did not kill the delivery");
     json_t *d = get_delivery(e, sid, did);
-    cr_assert_eq(h_jint(d, "attempts"), 1, "%s", dump(d));
+    cr_assert_eq(h_jint(d, "attempts"), 1, "%s", h_jdump(d));
     assert_attempt_log(d, 1, (int[]){410}, "scheduled");
     json_decref(d);
     json_t *sub = get_subscription(e, sid);
     cr_assert(json_is_false(json_object_get(sub, "enabled")), "not disabled after 410: %s",
-              dump(sub));
+              h_jdump(sub));
     const char *reason = h_jstr(sub, "disabled_reason");
-    cr_assert(reason && strstr(reason, "410"), "disabled_reason does not say why: %s", dump(sub));
-    cr_assert_eq(h_jint(sub, "stats.dead"), 1, "%s", dump(sub));
+    cr_assert(reason && strstr(reason, "410"), "disabled_reason does not say why: %s",
+              h_jdump(sub));
+    cr_assert_eq(h_jint(sub, "stats.dead"), 1, "%s", h_jdump(sub));
     json_decref(sub);
 
     char *ev2 = h_create(e, "{\"event_type\":\"gone.two\"}");
-    cr_assert(H_WAIT(30000, h_sql_int(e,
-                                      "SELECT count(*) FROM event.events WHERE event_id = $1 "
-                                      "AND status = 'processed'",
-                                      ev2) == 1));
+    cr_assert(H_WAIT(30000, h_event_status_is(e, ev2, "processed")));
     cr_assert_eq(h_sql_int(e, "SELECT count(*) FROM event.deliveries WHERE event_id = $1", ev2), 0,
                  "a subscription disabled by a 410 got a new delivery");
     cr_assert_eq(wr_count(rcv, "/gone"), 1);
@@ -503,64 +441,63 @@ H_TEST(delivery_retry, gone_410_kills_delivery_and_disables_subscription)
     free(ev);
     free(ev2);
     free(did);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }
 
 /* The subscription's stats: delivered and dead counters, failing (waiting
  * for a retry), pending, last_success_at and failing_since. */
 H_TEST(delivery_retry, subscription_stats)
 {
-    h_env_t *e = start_service(YAML_PRIVATE_OK);
+    h_env_t *e = h_start(1, YAML_PRIVATE_OK);
     wr_t *rcv = wr_start();
     wr_default(rcv, "/failing", (wr_answer_t){.status = 500});
     wr_default(rcv, "/dead", (wr_answer_t){.status = 500});
     char url[128];
-    json_t *ok = subscribe(e,
-                           "{\"subscriber_name\":\"ok\",\"event_types\":[\"st.*\"],"
-                           "\"callback_url\":\"%s\"}",
-                           wr_url(rcv, "/ok", url, sizeof(url)));
-    json_t *failing = subscribe(e,
-                                "{\"subscriber_name\":\"failing\",\"event_types\":[\"st.*\"],"
-                                "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":5,"
-                                "\"backoff_seconds\":[3600]}}",
-                                wr_url(rcv, "/failing", url, sizeof(url)));
-    json_t *dead = subscribe(e,
-                             "{\"subscriber_name\":\"dead\",\"event_types\":[\"st.*\"],"
-                             "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":0}}",
-                             wr_url(rcv, "/dead", url, sizeof(url)));
+    json_t *ok = h_subscribe(e,
+                             "{\"subscriber_name\":\"ok\",\"event_types\":[\"st.*\"],"
+                             "\"callback_url\":\"%s\"}",
+                             wr_url(rcv, "/ok", url, sizeof(url)));
+    json_t *failing = h_subscribe(e,
+                                  "{\"subscriber_name\":\"failing\",\"event_types\":[\"st.*\"],"
+                                  "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":5,"
+                                  "\"backoff_seconds\":[3600]}}",
+                                  wr_url(rcv, "/failing", url, sizeof(url)));
+    json_t *dead = h_subscribe(e,
+                               "{\"subscriber_name\":\"dead\",\"event_types\":[\"st.*\"],"
+                               "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":0}}",
+                               wr_url(rcv, "/dead", url, sizeof(url)));
     json_t *fresh = get_subscription(e, h_jstr(ok, "subscription_id"));
-    cr_assert_eq(h_jint(fresh, "stats.delivered"), 0, "%s", dump(fresh));
-    cr_assert_eq(h_jint(fresh, "stats.dead"), 0, "%s", dump(fresh));
-    cr_assert_eq(h_jint(fresh, "stats.failing"), 0, "%s", dump(fresh));
-    cr_assert(json_is_null(h_jget(fresh, "stats.last_success_at")), "%s", dump(fresh));
+    cr_assert_eq(h_jint(fresh, "stats.delivered"), 0, "%s", h_jdump(fresh));
+    cr_assert_eq(h_jint(fresh, "stats.dead"), 0, "%s", h_jdump(fresh));
+    cr_assert_eq(h_jint(fresh, "stats.failing"), 0, "%s", h_jdump(fresh));
+    cr_assert(json_is_null(h_jget(fresh, "stats.last_success_at")), "%s", h_jdump(fresh));
     json_decref(fresh);
 
     for (int i = 0; i < 3; i++)
         free(h_create(e, "{\"event_type\":\"st.%d\"}", i));
     const char *oid = h_jstr(ok, "subscription_id"), *fid = h_jstr(failing, "subscription_id"),
                *did = h_jstr(dead, "subscription_id");
-    cr_assert(H_WAIT(30000, count_status(e, oid, "delivered") == 3));
-    cr_assert(H_WAIT(30000, count_status(e, fid, "failed") == 3));
-    cr_assert(H_WAIT(30000, count_status(e, did, "dead") == 3));
+    cr_assert(H_WAIT(30000, h_deliveries_with_status(e, oid, "delivered") == 3));
+    cr_assert(H_WAIT(30000, h_deliveries_with_status(e, fid, "failed") == 3));
+    cr_assert(H_WAIT(30000, h_deliveries_with_status(e, did, "dead") == 3));
 
     json_t *a = get_subscription(e, oid);
-    cr_assert_eq(h_jint(a, "stats.delivered"), 3, "%s", dump(a));
-    cr_assert_eq(h_jint(a, "stats.dead"), 0, "%s", dump(a));
-    cr_assert_eq(h_jint(a, "stats.failing"), 0, "%s", dump(a));
-    cr_assert_eq(h_jint(a, "stats.pending"), 0, "%s", dump(a));
-    cr_assert(h_jstr(a, "stats.last_success_at") != NULL, "%s", dump(a));
-    cr_assert(json_is_null(h_jget(a, "stats.failing_since")), "%s", dump(a));
+    cr_assert_eq(h_jint(a, "stats.delivered"), 3, "%s", h_jdump(a));
+    cr_assert_eq(h_jint(a, "stats.dead"), 0, "%s", h_jdump(a));
+    cr_assert_eq(h_jint(a, "stats.failing"), 0, "%s", h_jdump(a));
+    cr_assert_eq(h_jint(a, "stats.pending"), 0, "%s", h_jdump(a));
+    cr_assert(h_jstr(a, "stats.last_success_at") != NULL, "%s", h_jdump(a));
+    cr_assert(json_is_null(h_jget(a, "stats.failing_since")), "%s", h_jdump(a));
     json_t *b = get_subscription(e, fid);
-    cr_assert_eq(h_jint(b, "stats.delivered"), 0, "%s", dump(b));
-    cr_assert_eq(h_jint(b, "stats.dead"), 0, "%s", dump(b));
-    cr_assert_eq(h_jint(b, "stats.failing"), 3, "%s", dump(b));
-    cr_assert(json_is_null(h_jget(b, "stats.last_success_at")), "%s", dump(b));
-    cr_assert(h_jstr(b, "stats.failing_since") != NULL, "%s", dump(b));
+    cr_assert_eq(h_jint(b, "stats.delivered"), 0, "%s", h_jdump(b));
+    cr_assert_eq(h_jint(b, "stats.dead"), 0, "%s", h_jdump(b));
+    cr_assert_eq(h_jint(b, "stats.failing"), 3, "%s", h_jdump(b));
+    cr_assert(json_is_null(h_jget(b, "stats.last_success_at")), "%s", h_jdump(b));
+    cr_assert(h_jstr(b, "stats.failing_since") != NULL, "%s", h_jdump(b));
     json_t *c = get_subscription(e, did);
-    cr_assert_eq(h_jint(c, "stats.delivered"), 0, "%s", dump(c));
-    cr_assert_eq(h_jint(c, "stats.dead"), 3, "%s", dump(c));
-    cr_assert_eq(h_jint(c, "stats.failing"), 0, "%s", dump(c));
+    cr_assert_eq(h_jint(c, "stats.delivered"), 0, "%s", h_jdump(c));
+    cr_assert_eq(h_jint(c, "stats.dead"), 3, "%s", h_jdump(c));
+    cr_assert_eq(h_jint(c, "stats.failing"), 0, "%s", h_jdump(c));
     /* The list shows the same stats. */
     h_resp_t l = h_get(e, SUBS);
     cr_assert_eq(l.status, 200);
@@ -570,8 +507,8 @@ H_TEST(delivery_retry, subscription_stats)
                              : strcmp(h_jstr(item, "subscription_id"), fid) == 0 ? b
                                                                                  : c;
         cr_assert(json_equal(json_object_get(item, "stats"), json_object_get(want, "stats")),
-                  "list %s vs GET %s", dump(json_object_get(item, "stats")),
-                  dump(json_object_get(want, "stats")));
+                  "list %s vs GET %s", h_jdump(json_object_get(item, "stats")),
+                  h_jdump(json_object_get(want, "stats")));
     }
     h_resp_free(&l);
     json_decref(a);
@@ -580,34 +517,34 @@ H_TEST(delivery_retry, subscription_stats)
     json_decref(ok);
     json_decref(failing);
     json_decref(dead);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }
 
 /* An endpoint slower than delivery.timeout_ms: the attempt fails as a
  * timeout (no status code, latency about the timeout) and is retried. */
 H_TEST(delivery_retry, timeout_is_a_failed_attempt)
 {
-    h_env_t *e = start_service("delivery:\n  allow_private: true\n  timeout_ms: 1000\n"
-                               "  lease_seconds: 7\n");
+    h_env_t *e = h_start(1, "delivery:\n  allow_private: true\n  timeout_ms: 1000\n"
+                            "  lease_seconds: 7\n");
     wr_t *rcv = wr_start();
     wr_push(rcv, "/slow", 1, (wr_answer_t){.delay_ms = 5000});
     char url[128];
-    json_t *s = subscribe(e,
-                          "{\"subscriber_name\":\"slow\",\"event_types\":[\"slow.*\"],"
-                          "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":1,"
-                          "\"backoff_seconds\":[1]}}",
-                          wr_url(rcv, "/slow", url, sizeof(url)));
+    json_t *s = h_subscribe(e,
+                            "{\"subscriber_name\":\"slow\",\"event_types\":[\"slow.*\"],"
+                            "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":1,"
+                            "\"backoff_seconds\":[1]}}",
+                            wr_url(rcv, "/slow", url, sizeof(url)));
     const char *sid = h_jstr(s, "subscription_id");
     free(h_create(e, "{\"event_type\":\"slow.one\"}"));
     char *did = only_delivery(e, sid);
-    cr_assert(H_WAIT(30000, status_is(e, did, "delivered")), "not delivered after the timeout");
+    cr_assert(H_WAIT(30000, h_delivery_status_is(e, did, "delivered")),
+              "not delivered after the timeout");
     json_t *d = get_delivery(e, sid, did);
     assert_attempt_log(d, 2, (int[]){0, 200}, NULL);
     const json_t *first = json_array_get(json_object_get(d, "attempt_log"), 0);
     const char *err = h_jstr(first, "error");
     cr_assert(err && (strcasestr(err, "timeout") || strcasestr(err, "timed out")),
-              "the first attempt's error does not say timeout: %s", dump(first));
+              "the first attempt's error does not say timeout: %s", h_jdump(first));
     int64_t latency = h_jint(first, "latency_ms");
     cr_assert(latency >= 900 && latency < 4000, "a 1000 ms timeout took %lld ms",
               (long long)latency);
@@ -615,8 +552,7 @@ H_TEST(delivery_retry, timeout_is_a_failed_attempt)
     cr_assert_eq(wr_count(rcv, "/slow"), 2);
     json_decref(s);
     free(did);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }
 
 /* True when stored is the first `len` bytes of a generated body. */
@@ -635,7 +571,7 @@ static bool is_generated_prefix(const char *stored, size_t len)
  * small bodies are stored whole. */
 H_TEST(delivery_retry, response_bodies_truncated)
 {
-    h_env_t *e = start_service("delivery:\n  allow_private: true\n  max_response_bytes: 1000\n");
+    h_env_t *e = h_start(1, "delivery:\n  allow_private: true\n  max_response_bytes: 1000\n");
     wr_t *rcv = wr_start();
     wr_default(rcv, "/big-ok", (wr_answer_t){.body_bytes = 200000});
     wr_default(rcv, "/big-fail", (wr_answer_t){.status = 500, .body_bytes = 50000});
@@ -645,10 +581,10 @@ H_TEST(delivery_retry, response_bodies_truncated)
     char *sids[4];
     for (int i = 0; i < 4; i++) {
         char url[128];
-        json_t *s = subscribe(e,
-                              "{\"subscriber_name\":\"%s\",\"event_types\":[\"big.*\"],"
-                              "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":0}}",
-                              paths[i] + 1, wr_url(rcv, paths[i], url, sizeof(url)));
+        json_t *s = h_subscribe(e,
+                                "{\"subscriber_name\":\"%s\",\"event_types\":[\"big.*\"],"
+                                "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":0}}",
+                                paths[i] + 1, wr_url(rcv, paths[i], url, sizeof(url)));
         sids[i] = strdup(h_jstr(s, "subscription_id"));
         json_decref(s);
     }
@@ -657,11 +593,12 @@ H_TEST(delivery_retry, response_bodies_truncated)
     int codes[4] = {200, 500, 200, 200};
     for (int i = 0; i < 4; i++) {
         char *did = only_delivery(e, sids[i]);
-        cr_assert(H_WAIT(30000, status_is(e, did, final[i])), "%s: not %s", paths[i], final[i]);
+        cr_assert(H_WAIT(30000, h_delivery_status_is(e, did, final[i])), "%s: not %s", paths[i],
+                  final[i]);
         json_t *d = get_delivery(e, sids[i], did);
         assert_attempt_log(d, 1, &codes[i], NULL);
         const char *resp = h_jstr(json_array_get(json_object_get(d, "attempt_log"), 0), "response");
-        cr_assert(resp != NULL, "%s: no response stored: %s", paths[i], dump(d));
+        cr_assert(resp != NULL, "%s: no response stored: %s", paths[i], h_jdump(d));
         if (i == 2)
             cr_assert_str_eq(resp, "{\"received\":true}");
         else
@@ -673,8 +610,7 @@ H_TEST(delivery_retry, response_bodies_truncated)
     }
     for (int i = 0; i < 4; i++)
         free(sids[i]);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }
 
 /* A redirect is a failure and is not followed (Standard Webhooks: 3xx is a
@@ -682,21 +618,22 @@ H_TEST(delivery_retry, response_bodies_truncated)
  * gets nothing. */
 H_TEST(delivery_retry, redirect_is_a_failure_not_followed)
 {
-    h_env_t *e = start_service(YAML_PRIVATE_OK);
+    h_env_t *e = h_start(1, YAML_PRIVATE_OK);
     wr_t *rcv = wr_start();
     char url[128], location[200];
     snprintf(location, sizeof(location), "Location: %s",
              wr_url(rcv, "/elsewhere", url, sizeof(url)));
     wr_default(rcv, "/moved", (wr_answer_t){.status = 302, .header = location});
-    json_t *s = subscribe(e,
-                          "{\"subscriber_name\":\"moved\",\"event_types\":[\"mv.*\"],"
-                          "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":0}}",
-                          wr_url(rcv, "/moved", url, sizeof(url)));
+    json_t *s = h_subscribe(e,
+                            "{\"subscriber_name\":\"moved\",\"event_types\":[\"mv.*\"],"
+                            "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":0}}",
+                            wr_url(rcv, "/moved", url, sizeof(url)));
     const char *sid = h_jstr(s, "subscription_id");
     free(h_create(e, "{\"event_type\":\"mv.one\"}"));
     char *did = only_delivery(e, sid);
-    cr_assert(H_WAIT(30000, status_is(e, did, "dead") || status_is(e, did, "delivered")));
-    cr_assert(status_is(e, did, "dead"), "a 302 counted as delivered");
+    cr_assert(H_WAIT(30000, h_delivery_status_is(e, did, "dead") ||
+                                h_delivery_status_is(e, did, "delivered")));
+    cr_assert(h_delivery_status_is(e, did, "dead"), "a 302 counted as delivered");
     json_t *d = get_delivery(e, sid, did);
     assert_attempt_log(d, 1, (int[]){302}, "scheduled");
     json_decref(d);
@@ -704,8 +641,7 @@ H_TEST(delivery_retry, redirect_is_a_failure_not_followed)
     cr_assert_eq(wr_count(rcv, "/moved"), 1);
     json_decref(s);
     free(did);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }
 
 /* Without a retry_policy the configured delivery.retry_schedule_seconds
@@ -713,26 +649,28 @@ H_TEST(delivery_retry, redirect_is_a_failure_not_followed)
  * than max_retries repeats its last delay. */
 H_TEST(delivery_retry, default_policy_and_short_backoff_list)
 {
-    h_env_t *e = start_service("delivery:\n  allow_private: true\n"
-                               "  retry_schedule_seconds: [1, 1]\n");
+    h_env_t *e = h_start(1, "delivery:\n  allow_private: true\n"
+                            "  retry_schedule_seconds: [1, 1]\n");
     wr_t *rcv = wr_start();
     wr_default(rcv, "/default", (wr_answer_t){.status = 500});
     wr_default(rcv, "/repeat", (wr_answer_t){.status = 500});
     char url[128];
-    json_t *a = subscribe(e,
-                          "{\"subscriber_name\":\"default\",\"event_types\":[\"dp.*\"],"
-                          "\"callback_url\":\"%s\"}",
-                          wr_url(rcv, "/default", url, sizeof(url)));
-    json_t *b = subscribe(e,
-                          "{\"subscriber_name\":\"repeat\",\"event_types\":[\"dp.*\"],"
-                          "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":3,"
-                          "\"backoff_seconds\":[1]}}",
-                          wr_url(rcv, "/repeat", url, sizeof(url)));
+    json_t *a = h_subscribe(e,
+                            "{\"subscriber_name\":\"default\",\"event_types\":[\"dp.*\"],"
+                            "\"callback_url\":\"%s\"}",
+                            wr_url(rcv, "/default", url, sizeof(url)));
+    json_t *b = h_subscribe(e,
+                            "{\"subscriber_name\":\"repeat\",\"event_types\":[\"dp.*\"],"
+                            "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":3,"
+                            "\"backoff_seconds\":[1]}}",
+                            wr_url(rcv, "/repeat", url, sizeof(url)));
     free(h_create(e, "{\"event_type\":\"dp.one\"}"));
     char *da = only_delivery(e, h_jstr(a, "subscription_id"));
     char *db = only_delivery(e, h_jstr(b, "subscription_id"));
-    cr_assert(H_WAIT(60000, status_is(e, da, "dead")), "the configured schedule never ended");
-    cr_assert(H_WAIT(60000, status_is(e, db, "dead")), "the repeated backoff never ended");
+    cr_assert(H_WAIT(60000, h_delivery_status_is(e, da, "dead")),
+              "the configured schedule never ended");
+    cr_assert(H_WAIT(60000, h_delivery_status_is(e, db, "dead")),
+              "the repeated backoff never ended");
     cr_assert_eq(wr_count(rcv, "/default"), 3,
                  "retry_schedule_seconds [1, 1]: %d attempts, want 3 (1 + one per entry)",
                  wr_count(rcv, "/default"));
@@ -748,8 +686,7 @@ H_TEST(delivery_retry, default_policy_and_short_backoff_list)
     free(db);
     json_decref(a);
     json_decref(b);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }
 
 /* An endpoint that keeps failing for longer than
@@ -758,15 +695,15 @@ H_TEST(delivery_retry, default_policy_and_short_backoff_list)
  * subscription is enabled and the endpoint works again. */
 H_TEST(delivery_retry, disabled_after_failing_too_long)
 {
-    h_env_t *e = start_service("delivery:\n  allow_private: true\n  disable_after_hours: 1\n");
+    h_env_t *e = h_start(1, "delivery:\n  allow_private: true\n  disable_after_hours: 1\n");
     wr_t *rcv = wr_start();
     wr_default(rcv, "/down", (wr_answer_t){.status = 503});
     char url[128], path[256];
-    json_t *s = subscribe(e,
-                          "{\"subscriber_name\":\"down\",\"event_types\":[\"down.*\"],"
-                          "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":10,"
-                          "\"backoff_seconds\":[1]}}",
-                          wr_url(rcv, "/down", url, sizeof(url)));
+    json_t *s = h_subscribe(e,
+                            "{\"subscriber_name\":\"down\",\"event_types\":[\"down.*\"],"
+                            "\"callback_url\":\"%s\",\"retry_policy\":{\"max_retries\":10,"
+                            "\"backoff_seconds\":[1]}}",
+                            wr_url(rcv, "/down", url, sizeof(url)));
     const char *sid = h_jstr(s, "subscription_id");
     free(h_create(e, "{\"event_type\":\"down.one\"}"));
     char *did = only_delivery(e, sid);
@@ -778,7 +715,7 @@ H_TEST(delivery_retry, disabled_after_failing_too_long)
               "failing_since not set after a failure");
     json_t *sub = get_subscription(e, sid);
     cr_assert(json_is_true(json_object_get(sub, "enabled")), "disabled after one failure: %s",
-              dump(sub));
+              h_jdump(sub));
     json_decref(sub);
     /* As if it had been failing for two hours. */
     h_sql(e,
@@ -794,22 +731,22 @@ H_TEST(delivery_retry, disabled_after_failing_too_long)
               "not disabled after failing for longer than disable_after_hours");
     sub = get_subscription(e, sid);
     const char *reason = h_jstr(sub, "disabled_reason");
-    cr_assert(reason && strstr(reason, "failing"), "disabled_reason: %s", dump(sub));
+    cr_assert(reason && strstr(reason, "failing"), "disabled_reason: %s", h_jdump(sub));
     json_decref(sub);
-    cr_assert(status_is(e, did, "failed"), "the waiting delivery was not kept");
+    cr_assert(h_delivery_status_is(e, did, "failed"), "the waiting delivery was not kept");
 
     wr_default(rcv, "/down", (wr_answer_t){.status = 200});
     snprintf(path, sizeof(path), SUBS "/%s/enable", sid);
     h_resp_t r = h_http(e->svc.port, "POST", path, NULL, 0, NULL, 0);
     cr_assert_eq(r.status, 200, "%s", r.body);
     h_resp_free(&r);
-    cr_assert(H_WAIT(30000, status_is(e, did, "delivered")), "not delivered after enable");
+    cr_assert(H_WAIT(30000, h_delivery_status_is(e, did, "delivered")),
+              "not delivered after enable");
     sub = get_subscription(e, sid);
-    cr_assert(json_is_null(h_jget(sub, "stats.failing_since")), "%s", dump(sub));
-    cr_assert(h_jstr(sub, "stats.last_success_at") != NULL, "%s", dump(sub));
+    cr_assert(json_is_null(h_jget(sub, "stats.failing_since")), "%s", h_jdump(sub));
+    cr_assert(h_jstr(sub, "stats.last_success_at") != NULL, "%s", h_jdump(sub));
     json_decref(sub);
     json_decref(s);
     free(did);
-    cr_assert(h_svc_stop(e, SIGTERM, 20000));
-    wr_stop(rcv);
+    wr_stop_all(e, rcv);
 }

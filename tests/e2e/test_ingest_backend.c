@@ -18,8 +18,7 @@
  * started, and the consumer in place. */
 static h_env_t *start(int processors, const char *extra_yaml)
 {
-    h_env_t *e = h_setup(&(h_opts_t){.processors = processors, .extra_yaml = extra_yaml});
-    h_svc_start(e);
+    h_env_t *e = h_start(processors, extra_yaml);
     cr_assert(H_WAIT(30000, h_js_consumer(e, STREAM, CONSUMER, NULL)),
               "the durable consumer %s on %s does not exist 30 s after the start", CONSUMER,
               STREAM);
@@ -33,25 +32,9 @@ static int64_t count_where(h_env_t *e, const char *cond, const char *param)
     return h_sql_int(e, sql, param);
 }
 
-static char *sql_text(h_env_t *e, const char *sql, const char *param)
-{
-    PGresult *r = h_sql(e, sql, param);
-    char *v = NULL;
-    if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
-        v = strdup(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return v;
-}
-
 /* Asserts that the one event of type etype has expr equal to want. */
 #define ASSERT_TYPE(e, etype, expr, want)                                                          \
-    do {                                                                                           \
-        char *got_ =                                                                               \
-            sql_text((e), "SELECT " expr " FROM event.events e WHERE event_type = $1", (etype));   \
-        cr_assert(got_ != NULL && strcmp(got_, (want)) == 0, "%s: %s is %s, expected %s", (etype), \
-                  expr, got_ ? got_ : "NULL", (want));                                             \
-        free(got_);                                                                                \
-    } while (0)
+    H_ASSERT_EVENT_TEXT(e, "event_type = $1", etype, expr, want, "")
 
 /* Waits until the consumer has everything up to the stream's last message
  * acknowledged (or terminated) and nothing outstanding. */

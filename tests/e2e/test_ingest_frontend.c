@@ -4,22 +4,9 @@
  * limit and the body and batch limits. */
 #include "harness.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static bool is_uuid(const char *s)
-{
-    if (s == NULL || strlen(s) != 36)
-        return false;
-    for (int i = 0; i < 36; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
-            return false;
-    }
-    return true;
-}
 
 /* POST body to path on the test's service with extra headers (or NULL). */
 static h_resp_t post_with(h_env_t *e, const char *path, const char *body,
@@ -28,28 +15,10 @@ static h_resp_t post_with(h_env_t *e, const char *path, const char *body,
     return h_http(e->svc.port, "POST", path, body, strlen(body), headers, 0);
 }
 
-/* The text of the first column of the first row of sql (one parameter), or
- * NULL when there is no row or it is NULL. Caller frees. */
-static char *sql_text(h_env_t *e, const char *sql, const char *param)
-{
-    PGresult *r = h_sql(e, sql, param);
-    char *v = NULL;
-    if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
-        v = strdup(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return v;
-}
-
 /* Asserts that the stored event id has column expr (SQL over the row "e")
  * equal to want. */
 #define ASSERT_COL(e, id, expr, want)                                                              \
-    do {                                                                                           \
-        char *got_ =                                                                               \
-            sql_text((e), "SELECT " expr " FROM event.events e WHERE event_id = $1", (id));        \
-        cr_assert(got_ != NULL && strcmp(got_, (want)) == 0, "event %s: %s is %s, expected %s",    \
-                  (id), expr, got_ ? got_ : "NULL", (want));                                       \
-        free(got_);                                                                                \
-    } while (0)
+    H_ASSERT_EVENT_TEXT(e, "event_id = $1", id, expr, want, "event ")
 
 /* Waits for the next message of the subscription and checks its subject and
  * that it carries event id. */
@@ -101,7 +70,7 @@ H_TEST(ingest_frontend, single_event_stored_and_published)
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert_str_eq(h_jstr(r.json, "status"), "accepted", "%s", r.body);
     const char *id = h_jstr(r.json, "event_id");
-    cr_assert(is_uuid(id), "event_id in %s", r.body);
+    cr_assert(h_is_uuid(id), "event_id in %s", r.body);
     cr_assert(h_jstr(r.json, "message") != NULL, "no message in %s", r.body);
 
     ASSERT_COL(e, id, "event_type", "button_click");
@@ -222,7 +191,7 @@ H_TEST(ingest_frontend, batch_object_and_bare_array)
                                            "events.frontend.user_action.a3"};
     for (size_t i = 0; i < 3; i++) {
         const char *id = json_string_value(json_array_get(ids, i));
-        cr_assert(is_uuid(id), "%s", r.body);
+        cr_assert(h_is_uuid(id), "%s", r.body);
         ASSERT_COL(e, id, "event_source", "frontend");
         ASSERT_COL(e, id, "event_category", cats[i]);
         ASSERT_COL(e, id, "context->'client'->>'ip'", "127.0.0.1");
@@ -333,10 +302,10 @@ H_TEST(ingest_frontend, trusted_proxy_forwarded_for)
             post_with(e, "/api/v1/events/frontend", "{\"event_type\":\"via.proxy\"}", hdrs);
         cr_assert_eq(r.status, 200, "%s: %s", cases[i].header, r.body);
         const char *id = h_jstr(r.json, "event_id");
-        char *ip = sql_text(e,
-                            "SELECT context->'client'->>'ip' FROM event.events "
-                            "WHERE event_id = $1",
-                            id);
+        char *ip = h_sql_text(e,
+                              "SELECT context->'client'->>'ip' FROM event.events "
+                              "WHERE event_id = $1",
+                              id);
         cr_assert(ip && strcmp(ip, cases[i].want) == 0, "%s: client ip %s, expected %s",
                   cases[i].header, ip ? ip : "NULL", cases[i].want);
         free(ip);

@@ -34,32 +34,9 @@ static void hmac_sig(const char *key, const char *body, char *out, size_t cap)
         o += (size_t)snprintf(out + o, cap - o, "%02x", mac[i]);
 }
 
-static char *sql_text(h_env_t *e, const char *sql, const char *param)
-{
-    PGresult *r = h_sql(e, sql, param);
-    char *v = NULL;
-    if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
-        v = strdup(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return v;
-}
-
 /* Asserts that the event stored for messageId mid has expr equal to want. */
 #define ASSERT_MSG(e, mid, expr, want)                                                             \
-    do {                                                                                           \
-        char *got_ = sql_text((e),                                                                 \
-                              "SELECT " expr " FROM event.events e "                               \
-                              "WHERE metadata->>'messageId' = $1",                                 \
-                              (mid));                                                              \
-        cr_assert(got_ != NULL && strcmp(got_, (want)) == 0, "message %s: %s is %s, expected %s",  \
-                  (mid), expr, got_ ? got_ : "NULL", (want));                                      \
-        free(got_);                                                                                \
-    } while (0)
-
-static int64_t count_msg(h_env_t *e, const char *mid)
-{
-    return h_sql_int(e, "SELECT count(*) FROM event.events WHERE metadata->>'messageId' = $1", mid);
-}
+    H_ASSERT_EVENT_TEXT(e, "metadata->>'messageId' = $1", mid, expr, want, "message ")
 
 /* A track message with this messageId. */
 static void track_msg(char *out, size_t cap, const char *mid)
@@ -132,7 +109,7 @@ H_TEST(ingest_rudderstack, signature_checked)
     cr_assert_eq(r.status, 200, "X-Signature = secret: %ld %s", r.status, r.body);
     cr_assert_str_eq(h_jstr(r.json, "status"), "accepted", "%s", r.body);
     h_resp_free(&r);
-    cr_assert_eq(count_msg(e, "sig-plain"), 1);
+    cr_assert_eq(h_events_with_message_id(e, "sig-plain"), 1);
 
     /* sha256=<hex HMAC of the raw body>. */
     track_msg(body, sizeof(body), "sig-hmac");
@@ -140,7 +117,7 @@ H_TEST(ingest_rudderstack, signature_checked)
     r = post_sig(e, body, sig);
     cr_assert_eq(r.status, 200, "X-Signature %s: %ld %s", sig, r.status, r.body);
     h_resp_free(&r);
-    cr_assert_eq(count_msg(e, "sig-hmac"), 1);
+    cr_assert_eq(h_events_with_message_id(e, "sig-hmac"), 1);
 
     /* A well-signed malformed body is a client error, not a signature one. */
     hmac_sig(SECRET, "{not json", sig, sizeof(sig));
@@ -165,8 +142,8 @@ H_TEST(ingest_rudderstack, no_secret_accepts)
     r = post_sig(e, body, "anything");
     cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
     h_resp_free(&r);
-    cr_assert_eq(count_msg(e, "nosecret-1"), 1);
-    cr_assert_eq(count_msg(e, "nosecret-2"), 1);
+    cr_assert_eq(h_events_with_message_id(e, "nosecret-1"), 1);
+    cr_assert_eq(h_events_with_message_id(e, "nosecret-2"), 1);
 }
 
 /* A single message answers {status, event_id}; {"batch": [...]} and a bare
@@ -312,7 +289,7 @@ H_TEST(ingest_rudderstack, same_message_id_once)
     const char *id1 = h_jstr(r1.json, "event_id"), *id2 = h_jstr(r2.json, "event_id");
     cr_assert(id1 && id2 && strcmp(id1, id2) == 0, "event ids %s and %s", id1 ? id1 : "-",
               id2 ? id2 : "-");
-    cr_assert_eq(count_msg(e, "dup-1"), 1);
+    cr_assert_eq(h_events_with_message_id(e, "dup-1"), 1);
     ASSERT_MSG(e, "dup-1", "metadata->>'sentAt'", "2024-05-01T00:00:00Z");
     cr_assert_eq(
         h_sql_int(e, "SELECT count(*) FROM event.processing_queue WHERE event_id = $1", id1), 1);
@@ -326,8 +303,8 @@ H_TEST(ingest_rudderstack, same_message_id_once)
     cr_assert_eq(r3.status, 200, "%s", r3.body);
     const char *id3 = h_jstr(r3.json, "event_ids.0");
     cr_assert(id3 && strcmp(id3, id1) == 0, "%s", r3.body);
-    cr_assert_eq(count_msg(e, "dup-1"), 1);
-    cr_assert_eq(count_msg(e, "dup-2"), 1);
+    cr_assert_eq(h_events_with_message_id(e, "dup-1"), 1);
+    cr_assert_eq(h_events_with_message_id(e, "dup-2"), 1);
     h_resp_free(&r1);
     h_resp_free(&r2);
     h_resp_free(&r3);
@@ -347,7 +324,7 @@ H_TEST(ingest_rudderstack, same_message_id_within_one_batch)
     cr_assert_eq(r.status, 200, "a batch repeating a messageId: %ld %s", r.status, r.body);
     const char *a = h_jstr(r.json, "event_ids.0"), *b = h_jstr(r.json, "event_ids.1");
     cr_assert(a && b && strcmp(a, b) == 0, "%s", r.body);
-    cr_assert_eq(count_msg(e, "dup-in-batch"), 1);
+    cr_assert_eq(h_events_with_message_id(e, "dup-in-batch"), 1);
     h_resp_free(&r);
 }
 
@@ -434,7 +411,7 @@ H_TEST(ingest_rudderstack, concurrent_repeats_once)
             first = id;
         cr_assert_str_eq(id, first, "request %d", i);
     }
-    cr_assert_eq(count_msg(e, "race-1"), 1);
+    cr_assert_eq(h_events_with_message_id(e, "race-1"), 1);
     for (int i = 0; i < 8; i++)
         h_resp_free(&out[i]);
 }

@@ -57,31 +57,8 @@ static char *gzip_of(const char *data, size_t len, size_t *out_len)
     return out;
 }
 
-static char *sql_text(h_env_t *e, const char *sql, const char *param)
-{
-    PGresult *r = h_sql(e, sql, param);
-    char *v = NULL;
-    if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
-        v = strdup(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return v;
-}
-
 #define ASSERT_MSG(e, mid, expr, want)                                                             \
-    do {                                                                                           \
-        char *got_ = sql_text((e),                                                                 \
-                              "SELECT " expr " FROM event.events e "                               \
-                              "WHERE metadata->>'messageId' = $1",                                 \
-                              (mid));                                                              \
-        cr_assert(got_ != NULL && strcmp(got_, (want)) == 0, "message %s: %s is %s, expected %s",  \
-                  (mid), expr, got_ ? got_ : "NULL", (want));                                      \
-        free(got_);                                                                                \
-    } while (0)
-
-static int64_t count_msg(h_env_t *e, const char *mid)
-{
-    return h_sql_int(e, "SELECT count(*) FROM event.events WHERE metadata->>'messageId' = $1", mid);
-}
+    H_ASSERT_EVENT_TEXT(e, "metadata->>'messageId' = $1", mid, expr, want, "message ")
 
 static void assert_success(const h_resp_t *r, const char *what)
 {
@@ -137,7 +114,7 @@ H_TEST(ingest_tracking, write_key_required)
     for (int i = 1; i <= 4; i++) {
         char mid[32];
         snprintf(mid, sizeof(mid), "auth-%d", i);
-        cr_assert_eq(count_msg(e, mid), 1, "%s not stored", mid);
+        cr_assert_eq(h_events_with_message_id(e, mid), 1, "%s not stored", mid);
     }
 }
 
@@ -182,7 +159,7 @@ H_TEST(ingest_tracking, every_endpoint)
         h_resp_t r = track(e, calls[i].path, calls[i].body);
         assert_success(&r, calls[i].path);
         h_resp_free(&r);
-        cr_assert_eq(count_msg(e, calls[i].mid), 1, "%s: not stored", calls[i].path);
+        cr_assert_eq(h_events_with_message_id(e, calls[i].mid), 1, "%s: not stored", calls[i].path);
         ASSERT_MSG(e, calls[i].mid, "event_source", "external_api");
         ASSERT_MSG(e, calls[i].mid, "metadata->>'original_type'", calls[i].type);
         ASSERT_MSG(e, calls[i].mid, "data->>'type'", calls[i].type);
@@ -231,8 +208,8 @@ H_TEST(ingest_tracking, gzip_bodies)
     assert_success(&r, "gzip /v1/batch");
     h_resp_free(&r);
     free(z);
-    cr_assert_eq(count_msg(e, "gz-2"), 1);
-    cr_assert_eq(count_msg(e, "gz-3"), 1);
+    cr_assert_eq(h_events_with_message_id(e, "gz-2"), 1);
+    cr_assert_eq(h_events_with_message_id(e, "gz-3"), 1);
 
     r = post_key(e, "/v1/track", "this is not gzip", 16, "Content-Encoding: gzip");
     cr_assert_eq(r.status, 400, "a corrupt gzip body: %ld %s", r.status, r.body);
@@ -338,10 +315,10 @@ H_TEST(ingest_tracking, batch_context_merged)
 /* Seconds since the epoch of the stored timestamp of message mid. */
 static double stored_epoch(h_env_t *e, const char *mid)
 {
-    char *v = sql_text(e,
-                       "SELECT extract(epoch FROM timestamp)::text FROM event.events "
-                       "WHERE metadata->>'messageId' = $1",
-                       mid);
+    char *v = h_sql_text(e,
+                         "SELECT extract(epoch FROM timestamp)::text FROM event.events "
+                         "WHERE metadata->>'messageId' = $1",
+                         mid);
     cr_assert(v != NULL, "message %s not stored", mid);
     double d = strtod(v, NULL);
     free(v);
@@ -450,7 +427,7 @@ H_TEST(ingest_tracking, same_message_id_once)
               "\"messageId\":\"tr-dup\"}]}");
     assert_success(&r, "retry in a batch");
     h_resp_free(&r);
-    cr_assert_eq(count_msg(e, "tr-dup"), 1);
+    cr_assert_eq(h_events_with_message_id(e, "tr-dup"), 1);
     cr_assert_eq(h_sql_int(e, "SELECT count(*) FROM event.events"), 1);
 }
 
@@ -495,8 +472,8 @@ H_TEST(ingest_tracking, same_message_id_within_one_batch)
                        "\"userId\":\"u\",\"event\":\"Paid\",\"messageId\":\"tr-twice\"}]}");
     assert_success(&r, "a batch repeating a messageId");
     h_resp_free(&r);
-    cr_assert_eq(count_msg(e, "tr-twice"), 1);
-    cr_assert_eq(count_msg(e, "tr-other"), 1);
+    cr_assert_eq(h_events_with_message_id(e, "tr-twice"), 1);
+    cr_assert_eq(h_events_with_message_id(e, "tr-other"), 1);
 }
 
 /* A message nested deeper than service.json_max_depth (64) is refused like
@@ -517,5 +494,5 @@ H_TEST(ingest_tracking, deep_json_refused)
     h_resp_t r = track(e, "/v1/track", body);
     cr_assert(r.status == 400 || r.status == 422, "JSON 100 levels deep: %ld %s", r.status, r.body);
     h_resp_free(&r);
-    cr_assert_eq(count_msg(e, "deep-1"), 0);
+    cr_assert_eq(h_events_with_message_id(e, "deep-1"), 0);
 }

@@ -3,54 +3,11 @@
  * order; each run is recorded and published. */
 #include "harness.h"
 
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define PROCESSORS "/api/v1/events/processors"
-
-/* Registers a processor (body as a printf format), asserts 201 and returns
- * its processor_id (caller frees). */
-static char *add_processor(h_env_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *add_processor(h_env_t *e, const char *fmt, ...)
-{
-    char *body = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(&body, fmt, ap) < 0)
-        body = NULL;
-    va_end(ap);
-    h_resp_t r = h_http(e->svc.port, "POST", PROCESSORS, body, strlen(body), NULL, 0);
-    cr_assert_eq(r.status, 201, "POST %s %s -> %ld %s", PROCESSORS, body, r.status, r.body);
-    char *id = strdup(h_jstr(r.json, "processor_id"));
-    h_resp_free(&r);
-    free(body);
-    return id;
-}
-
-static bool status_is(h_env_t *e, const char *id, const char *status)
-{
-    return h_sql_int(e, "SELECT count(*) FROM event.events WHERE event_id = $1 AND status = $2", id,
-                     status) == 1;
-}
-
-static int64_t count_status(h_env_t *e, const char *status)
-{
-    return h_sql_int(e, "SELECT count(*) FROM event.events WHERE status = $1", status);
-}
-
-/* processing_results rows of event id (for processor proc and with status,
- * each NULL for any). */
-static int64_t results(h_env_t *e, const char *id, const char *proc, const char *status)
-{
-    /* h_sql's parameter list ends at the first NULL: "" stands for any. */
-    return h_sql_int(e,
-                     "SELECT count(*) FROM event.processing_results WHERE event_id = $1 "
-                     "AND ($2 = '' OR processor_name = $2) AND ($3 = '' OR status = $3)",
-                     id, proc ? proc : "", status ? status : "");
-}
 
 /* The event's `processors` field as GET /api/v1/events/{id} answers it,
  * rendered compactly (caller frees); asserts 200 and the status. */
@@ -64,34 +21,6 @@ static char *processors_field(h_env_t *e, const char *id, const char *status)
     char *s = json_dumps(p, JSON_COMPACT);
     h_resp_free(&r);
     return s;
-}
-
-/* The data objects of the messages on subject whose data.event_id is id, in
- * stream order (a JSON array; caller decrefs). */
-static json_t *published(h_env_t *e, const char *subject, const char *id)
-{
-    json_t *out = json_array();
-    h_msg_t *msgs = NULL;
-    int n = h_js_snapshot(e, &msgs);
-    for (int i = 0; i < n; i++) {
-        if (strcmp(msgs[i].subject, subject) != 0)
-            continue;
-        json_t *env = json_loads(msgs[i].data, 0, NULL);
-        const char *eid = h_jstr(env, "data.event_id");
-        if (eid && strcmp(eid, id) == 0)
-            json_array_append(out, h_jget(env, "data"));
-        json_decref(env);
-    }
-    h_msgs_free(msgs, n > 0 ? n : 0);
-    return out;
-}
-
-static size_t published_count(h_env_t *e, const char *subject, const char *id)
-{
-    json_t *a = published(e, subject, id);
-    size_t n = json_array_size(a);
-    json_decref(a);
-    return n;
 }
 
 /* The receiver's requests whose body is the event id, in arrival order
@@ -114,13 +43,6 @@ static int requests_for(h_recv_t *rcv, const char *id, h_recv_req_t **out)
     return k;
 }
 
-/* Stops the service, then the receiver it posts to. */
-static void stop_all(h_env_t *e, h_recv_t *rcv)
-{
-    cr_assert(h_svc_stop(e, SIGTERM, 20000), "the service did not stop within 20 s of SIGTERM");
-    h_recv_stop(rcv);
-}
-
 /* With a poll interval of 60 s, an event is processed within 10 s of its
  * creation: the API's commit wakes the processor worker. The run is recorded
  * (status, message, duration), the event carries processed_at and the
@@ -133,14 +55,14 @@ H_TEST(processing, processed_after_wakeup)
     h_env_t *e = h_setup(&(h_opts_t){
         .api_workers = 1, .processors = 1, .extra_yaml = "processing:\n  interval_seconds: 60\n"});
     h_svc_start(e);
-    char *hook = add_processor(e,
-                               "{\"processor_name\":\"hook\",\"processor_type\":\"webhook\","
-                               "\"config\":{\"url\":\"http://127.0.0.1:%d/hook\"}}",
-                               h_recv_port(rcv));
+    char *hook = h_add_processor(e,
+                                 "{\"processor_name\":\"hook\",\"processor_type\":\"webhook\","
+                                 "\"config\":{\"url\":\"http://127.0.0.1:%d/hook\"}}",
+                                 h_recv_port(rcv));
     /* The first event also covers a worker still subscribing to wake-ups. */
     char *first = h_create(e, "{\"event_type\":\"warm.up\"}");
-    cr_assert(H_WAIT(70000, status_is(e, first, "processed")), "the first event stays %s",
-              status_is(e, first, "pending") ? "pending" : "unprocessed");
+    cr_assert(H_WAIT(70000, h_event_status_is(e, first, "processed")), "the first event stays %s",
+              h_event_status_is(e, first, "pending") ? "pending" : "unprocessed");
     free(first);
 
     char *id = NULL;
@@ -149,7 +71,7 @@ H_TEST(processing, processed_after_wakeup)
         int64_t t0 = h_now_ms();
         id = h_create(
             e, "{\"event_type\":\"order.placed\",\"user_id\":\"u%d\",\"data\":{\"n\":%d}}", i, i);
-        cr_assert(H_WAIT(10000, status_is(e, id, "processed")),
+        cr_assert(H_WAIT(10000, h_event_status_is(e, id, "processed")),
                   "event %d not processed within 10 s of its creation (poll interval 60 s): "
                   "no wake-up",
                   i);
@@ -196,14 +118,14 @@ H_TEST(processing, processed_after_wakeup)
                  1, "the processor's counters did not follow");
 
     cr_assert(h_js_wait_msg(e, id, 20000, NULL), "no event.stored for %s", id);
-    cr_assert(H_WAIT(20000, published_count(e, "event.processed.success", id) == 1),
+    cr_assert(H_WAIT(20000, h_js_published_count(e, "event.processed.success", id) == 1),
               "%zu event.processed.success messages for %s",
-              published_count(e, "event.processed.success", id), id);
-    json_t *ok = published(e, "event.processed.success", id);
+              h_js_published_count(e, "event.processed.success", id), id);
+    json_t *ok = h_js_published(e, "event.processed.success", id);
     cr_assert_str_eq(h_jstr(ok, "0.processor_name"), "hook");
     cr_assert_str_eq(h_jstr(ok, "0.status"), "success");
     json_decref(ok);
-    cr_assert_eq(published_count(e, "event.processed.failed", id), 0);
+    cr_assert_eq(h_js_published_count(e, "event.processed.failed", id), 0);
 
     r = h_get(e, "/api/v1/events/statistics");
     cr_assert_eq(r.status, 200, "%s", r.body);
@@ -213,7 +135,7 @@ H_TEST(processing, processed_after_wakeup)
     h_resp_free(&r);
     free(id);
     free(hook);
-    stop_all(e, rcv);
+    h_stop_all(e, rcv);
 }
 
 /* Filters (type patterns, sources, categories, singular or plural keys,
@@ -225,18 +147,18 @@ H_TEST(processing, filters_pick_processors)
     h_env_t *e = h_setup(&(h_opts_t){
         .api_workers = 1, .processors = 1, .extra_yaml = "processing:\n  interval_seconds: 1\n"});
     h_svc_start(e);
-    free(add_processor(e, "{\"processor_name\":\"users\",\"processor_type\":\"noop\","
-                          "\"priority\":40,\"filters\":{\"event_types\":[\"user.*\"]}}"));
-    free(add_processor(e, "{\"processor_name\":\"front\",\"processor_type\":\"noop\","
-                          "\"priority\":30,\"filters\":{\"event_source\":\"frontend\"}}"));
-    free(add_processor(e, "{\"processor_name\":\"money\",\"processor_type\":\"noop\","
-                          "\"priority\":20,"
-                          "\"filters\":{\"event_categories\":[\"payment\",\"order\"]}}"));
-    free(add_processor(e, "{\"processor_name\":\"orders\",\"processor_type\":\"noop\","
-                          "\"priority\":10,\"filters\":{\"event_type\":\"order.>\","
-                          "\"event_sources\":[\"backend\",\"system\"]}}"));
-    free(add_processor(e, "{\"processor_name\":\"off\",\"processor_type\":\"noop\","
-                          "\"priority\":99,\"enabled\":false}"));
+    free(h_add_processor(e, "{\"processor_name\":\"users\",\"processor_type\":\"noop\","
+                            "\"priority\":40,\"filters\":{\"event_types\":[\"user.*\"]}}"));
+    free(h_add_processor(e, "{\"processor_name\":\"front\",\"processor_type\":\"noop\","
+                            "\"priority\":30,\"filters\":{\"event_source\":\"frontend\"}}"));
+    free(h_add_processor(e, "{\"processor_name\":\"money\",\"processor_type\":\"noop\","
+                            "\"priority\":20,"
+                            "\"filters\":{\"event_categories\":[\"payment\",\"order\"]}}"));
+    free(h_add_processor(e, "{\"processor_name\":\"orders\",\"processor_type\":\"noop\","
+                            "\"priority\":10,\"filters\":{\"event_type\":\"order.>\","
+                            "\"event_sources\":[\"backend\",\"system\"]}}"));
+    free(h_add_processor(e, "{\"processor_name\":\"off\",\"processor_type\":\"noop\","
+                            "\"priority\":99,\"enabled\":false}"));
 
     static const struct {
         const char *event;
@@ -265,21 +187,21 @@ H_TEST(processing, filters_pick_processors)
     char *ids[N];
     for (int i = 0; i < N; i++)
         ids[i] = h_create(e, "%s", cases[i].event);
-    cr_assert(H_WAIT(30000, count_status(e, "processed") == N),
-              "%lld of %d events processed within 30 s", (long long)count_status(e, "processed"),
-              N);
+    cr_assert(H_WAIT(30000, h_events_with_status(e, "processed") == N),
+              "%lld of %d events processed within 30 s",
+              (long long)h_events_with_status(e, "processed"), N);
     for (int i = 0; i < N; i++) {
         char *got = processors_field(e, ids[i], "processed");
         cr_assert_str_eq(got, cases[i].expect, "event %s: processors %s, expected %s",
                          cases[i].event, got, cases[i].expect);
         json_t *want = json_loads(cases[i].expect, 0, NULL);
-        cr_assert_eq(results(e, ids[i], NULL, NULL), (int64_t)json_array_size(want),
+        cr_assert_eq(h_processing_results(e, ids[i], NULL, NULL), (int64_t)json_array_size(want),
                      "event %s: %lld results for %s", cases[i].event,
-                     (long long)results(e, ids[i], NULL, NULL), cases[i].expect);
+                     (long long)h_processing_results(e, ids[i], NULL, NULL), cases[i].expect);
         size_t k;
         json_t *name;
         json_array_foreach(want, k, name)
-            cr_assert_eq(results(e, ids[i], json_string_value(name), "success"), 1,
+            cr_assert_eq(h_processing_results(e, ids[i], json_string_value(name), "success"), 1,
                          "event %s: no success of %s", cases[i].event, json_string_value(name));
         json_decref(want);
         free(got);
@@ -300,10 +222,10 @@ static h_resp_t run_chain(h_env_t *e, h_recv_t *rcv, int n)
 {
     static const int prio[] = {100, 50, -5};
     for (int k = 2; k >= 0; k--)
-        free(add_processor(e,
-                           "{\"processor_name\":\"%s\",\"processor_type\":\"webhook\","
-                           "\"priority\":%d,\"config\":{\"url\":\"http://127.0.0.1:%d/%s\"}}",
-                           chain[k], prio[k], h_recv_port(rcv), chain[k]));
+        free(h_add_processor(e,
+                             "{\"processor_name\":\"%s\",\"processor_type\":\"webhook\","
+                             "\"priority\":%d,\"config\":{\"url\":\"http://127.0.0.1:%d/%s\"}}",
+                             chain[k], prio[k], h_recv_port(rcv), chain[k]));
     char body[4096];
     size_t len = (size_t)snprintf(body, sizeof(body), "{\"events\":[");
     for (int i = 0; i < n; i++)
@@ -312,8 +234,8 @@ static h_resp_t run_chain(h_env_t *e, h_recv_t *rcv, int n)
     snprintf(body + len, sizeof(body) - len, "]}");
     h_resp_t b = h_post(e, "/api/v1/events/batch", "%s", body);
     cr_assert_eq(b.status, 201, "%s", b.body);
-    cr_assert(H_WAIT(30000, count_status(e, "processed") == n), "%lld of %d events processed",
-              (long long)count_status(e, "processed"), n);
+    cr_assert(H_WAIT(30000, h_events_with_status(e, "processed") == n),
+              "%lld of %d events processed", (long long)h_events_with_status(e, "processed"), n);
     return b;
 }
 
@@ -363,7 +285,7 @@ H_TEST(processing, priority_order)
         h_recv_reqs_free(reqs, n);
     }
     h_resp_free(&b);
-    stop_all(e, rcv);
+    h_stop_all(e, rcv);
 }
 
 /* processing_results is the record of the runs: an event's rows, read in
@@ -396,7 +318,7 @@ H_TEST(processing, results_recorded_in_run_order)
                  "%d of %d events have their processing_results out of run order (ran "
                  "high,mid,low); first: %s",
                  misordered, N, first);
-    stop_all(e, rcv);
+    h_stop_all(e, rcv);
 }
 
 /* A toggle applies to the next batch: once a processor is disabled, new
@@ -409,17 +331,17 @@ H_TEST(processing, toggle_applies_to_next_batch)
         .api_workers = 1, .processors = 1, .extra_yaml = "processing:\n  interval_seconds: 1\n"});
     h_svc_start(e);
     int port = h_recv_port(rcv);
-    char *a = add_processor(e,
-                            "{\"processor_name\":\"a\",\"processor_type\":\"webhook\","
-                            "\"priority\":2,\"config\":{\"url\":\"http://127.0.0.1:%d/a\"}}",
-                            port);
-    char *bid = add_processor(e,
-                              "{\"processor_name\":\"b\",\"processor_type\":\"webhook\","
-                              "\"priority\":1,\"config\":{\"url\":\"http://127.0.0.1:%d/b\"}}",
+    char *a = h_add_processor(e,
+                              "{\"processor_name\":\"a\",\"processor_type\":\"webhook\","
+                              "\"priority\":2,\"config\":{\"url\":\"http://127.0.0.1:%d/a\"}}",
                               port);
+    char *bid = h_add_processor(e,
+                                "{\"processor_name\":\"b\",\"processor_type\":\"webhook\","
+                                "\"priority\":1,\"config\":{\"url\":\"http://127.0.0.1:%d/b\"}}",
+                                port);
 
     char *e1 = h_create(e, "{\"event_type\":\"t.one\"}");
-    cr_assert(H_WAIT(20000, status_is(e, e1, "processed")));
+    cr_assert(H_WAIT(20000, h_event_status_is(e, e1, "processed")));
     char *names = processors_field(e, e1, "processed");
     cr_assert_str_eq(names, "[\"a\",\"b\"]");
     free(names);
@@ -431,12 +353,12 @@ H_TEST(processing, toggle_applies_to_next_batch)
     cr_assert_eq(r.status, 200, "%s", r.body);
     h_resp_free(&r);
     char *e2 = h_create(e, "{\"event_type\":\"t.two\"}");
-    cr_assert(H_WAIT(20000, status_is(e, e2, "processed")));
+    cr_assert(H_WAIT(20000, h_event_status_is(e, e2, "processed")));
     names = processors_field(e, e2, "processed");
     cr_assert_str_eq(names, "[\"a\"]", "a disabled processor is listed: %s", names);
     free(names);
-    cr_assert_eq(results(e, e2, "b", NULL), 0, "the disabled processor has a result");
-    cr_assert_eq(results(e, e2, "a", "success"), 1);
+    cr_assert_eq(h_processing_results(e, e2, "b", NULL), 0, "the disabled processor has a result");
+    cr_assert_eq(h_processing_results(e, e2, "a", "success"), 1);
     cr_assert_eq(h_recv_count(rcv, "/b"), 1, "the disabled processor's webhook was called");
     cr_assert_eq(h_recv_count(rcv, "/a"), 2);
 
@@ -446,7 +368,7 @@ H_TEST(processing, toggle_applies_to_next_batch)
     cr_assert(json_is_true(h_jget(r.json, "enabled")), "%s", r.body);
     h_resp_free(&r);
     char *e3 = h_create(e, "{\"event_type\":\"t.three\"}");
-    cr_assert(H_WAIT(20000, status_is(e, e3, "processed")));
+    cr_assert(H_WAIT(20000, h_event_status_is(e, e3, "processed")));
     names = processors_field(e, e3, "processed");
     cr_assert_str_eq(names, "[\"a\",\"b\"]");
     free(names);
@@ -456,5 +378,5 @@ H_TEST(processing, toggle_applies_to_next_batch)
     free(e3);
     free(a);
     free(bid);
-    stop_all(e, rcv);
+    h_stop_all(e, rcv);
 }

@@ -221,11 +221,8 @@ H_TEST(processing_api, toggle)
 {
     h_env_t *e = h_setup(&(h_opts_t){.api_workers = 1});
     h_svc_start(e);
-    h_resp_t r = h_post(e, PROCESSORS,
-                        "{\"processor_id\":\"p1\",\"processor_name\":\"one\","
-                        "\"processor_type\":\"noop\"}");
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    h_resp_free(&r);
+    free(h_add_processor(e, "{\"processor_id\":\"p1\",\"processor_name\":\"one\","
+                            "\"processor_type\":\"noop\"}"));
 
     cr_assert_eq(toggle(e, "p1", "enabled=false", NULL), false);
     cr_assert_eq(toggle(e, "p1", "enabled=false", NULL), false, "enabled=false must not flip");
@@ -237,7 +234,7 @@ H_TEST(processing_api, toggle)
     cr_assert_eq(toggle(e, "p1", NULL, NULL), true, "a toggle without a value flips");
     cr_assert_eq(toggle(e, "p1", NULL, "{}"), false, "an empty object flips");
 
-    r = put(e, PROCESSORS "/p1/toggle?enabled=maybe", NULL);
+    h_resp_t r = put(e, PROCESSORS "/p1/toggle?enabled=maybe", NULL);
     cr_assert_eq(r.status, 422, "%ld %s", r.status, r.body);
     cr_assert(h_jstr(r.json, "detail") && strncmp(h_jstr(r.json, "detail"), "enabled:", 8) == 0,
               "%s", r.body);
@@ -267,12 +264,10 @@ H_TEST(processing_api, duplicate_id_conflict_names_processor_id)
 {
     h_env_t *e = h_setup(&(h_opts_t){.api_workers = 1});
     h_svc_start(e);
-    h_resp_t r = h_post(e, PROCESSORS,
-                        "{\"processor_id\":\"p1\",\"processor_name\":\"one\","
-                        "\"processor_type\":\"noop\"}");
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    h_resp_free(&r);
-    r = h_post(e, PROCESSORS,
+    free(h_add_processor(e, "{\"processor_id\":\"p1\",\"processor_name\":\"one\","
+                            "\"processor_type\":\"noop\"}"));
+    h_resp_t r =
+        h_post(e, PROCESSORS,
                "{\"processor_id\":\"p1\",\"processor_name\":\"two\",\"processor_type\":\"noop\"}");
     cr_assert_eq(r.status, 409, "%ld %s", r.status, r.body);
     const char *detail = h_jstr(r.json, "detail");

@@ -3,67 +3,10 @@
 #include "harness.h"
 
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-
-#define PROCESSORS "/api/v1/events/processors"
-
-static char *add_processor(h_env_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *add_processor(h_env_t *e, const char *fmt, ...)
-{
-    char *body = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(&body, fmt, ap) < 0)
-        body = NULL;
-    va_end(ap);
-    h_resp_t r = h_http(e->svc.port, "POST", PROCESSORS, body, strlen(body), NULL, 0);
-    cr_assert_eq(r.status, 201, "POST %s %s -> %ld %s", PROCESSORS, body, r.status, r.body);
-    char *id = strdup(h_jstr(r.json, "processor_id"));
-    h_resp_free(&r);
-    free(body);
-    return id;
-}
-
-static bool status_is(h_env_t *e, const char *id, const char *status)
-{
-    return h_sql_int(e, "SELECT count(*) FROM event.events WHERE event_id = $1 AND status = $2", id,
-                     status) == 1;
-}
-
-static int64_t count_status(h_env_t *e, const char *status)
-{
-    return h_sql_int(e, "SELECT count(*) FROM event.events WHERE status = $1", status);
-}
-
-static int64_t results(h_env_t *e, const char *id, const char *proc, const char *status)
-{
-    /* h_sql's parameter list ends at the first NULL: "" stands for any. */
-    return h_sql_int(e,
-                     "SELECT count(*) FROM event.processing_results WHERE event_id = $1 "
-                     "AND ($2 = '' OR processor_name = $2) AND ($3 = '' OR status = $3)",
-                     id, proc ? proc : "", status ? status : "");
-}
-
-static size_t published_count(h_env_t *e, const char *subject, const char *id)
-{
-    size_t count = 0;
-    h_msg_t *msgs = NULL;
-    int n = h_js_snapshot(e, &msgs);
-    for (int i = 0; i < n; i++) {
-        if (strcmp(msgs[i].subject, subject) != 0)
-            continue;
-        json_t *env = json_loads(msgs[i].data, 0, NULL);
-        const char *eid = h_jstr(env, "data.event_id");
-        count += eid && strcmp(eid, id) == 0;
-        json_decref(env);
-    }
-    h_msgs_free(msgs, n > 0 ? n : 0);
-    return count;
-}
 
 /* Creates n events of type (one batch request) and returns their ids. */
 static char **create_batch(h_env_t *e, const char *type, int n)
@@ -98,25 +41,6 @@ static void free_ids(char **ids, int n)
     free(ids);
 }
 
-/* The pid of the worker process that made a claim: tokens are
- * "host:pid[.loop]:batch". 0 if it cannot be read. */
-static pid_t claim_pid(const char *token)
-{
-    const char *last = strrchr(token, ':');
-    if (last == NULL || last == token)
-        return 0;
-    const char *p = last - 1;
-    while (p > token && *p != ':')
-        p--;
-    return *p == ':' ? (pid_t)strtol(p + 1, NULL, 10) : 0;
-}
-
-static void stop_all(h_env_t *e, h_recv_t *rcv)
-{
-    cr_assert(h_svc_stop(e, SIGTERM, 20000), "the service did not stop within 20 s of SIGTERM");
-    h_recv_stop(rcv);
-}
-
 /* kill -9 of the processor worker while its batch waits on a slow webhook:
  * the master starts a new one, the lease runs out, and every event ends
  * processed with exactly one success result per processor (the killed run
@@ -132,12 +56,12 @@ H_TEST(processing_faults, worker_killed_mid_batch)
                                                    "  batch_size: 10\n  lease_seconds: 3\n"});
     e->expect_worker_deaths = true;
     h_svc_start(e);
-    free(add_processor(e, "{\"processor_name\":\"stamp\",\"processor_type\":\"noop\","
-                          "\"priority\":10}"));
-    free(add_processor(e,
-                       "{\"processor_name\":\"slow\",\"processor_type\":\"webhook\","
-                       "\"priority\":5,\"config\":{\"url\":\"http://127.0.0.1:%d/slow\"}}",
-                       h_recv_port(rcv)));
+    free(h_add_processor(e, "{\"processor_name\":\"stamp\",\"processor_type\":\"noop\","
+                            "\"priority\":10}"));
+    free(h_add_processor(e,
+                         "{\"processor_name\":\"slow\",\"processor_type\":\"webhook\","
+                         "\"priority\":5,\"config\":{\"url\":\"http://127.0.0.1:%d/slow\"}}",
+                         h_recv_port(rcv)));
     char **ids = create_batch(e, "bulk.work", N);
 
     cr_assert(H_WAIT(30000, h_recv_in_flight(rcv) >= 5),
@@ -145,29 +69,28 @@ H_TEST(processing_faults, worker_killed_mid_batch)
     PGresult *res = h_sql(e, "SELECT claim FROM event.processing_queue "
                              "WHERE claim IS NOT NULL AND run_at > now() LIMIT 1");
     cr_assert_eq(PQntuples(res), 1, "no claim is held while the webhook has requests in flight");
-    pid_t victim = claim_pid(PQgetvalue(res, 0, 0));
+    pid_t victim = h_claim_pid(PQgetvalue(res, 0, 0));
     PQclear(res);
-    pid_t workers[16];
-    int nw = h_svc_workers(e, workers, 16);
-    bool is_worker = false;
-    for (int i = 0; i < nw; i++)
-        is_worker = is_worker || workers[i] == victim;
-    cr_assert(is_worker, "claim holder %d is not a worker of the master", (int)victim);
+    cr_assert(h_svc_is_worker(e, victim), "claim holder %d is not a worker of the master",
+              (int)victim);
     int killed_in_flight = h_recv_in_flight(rcv);
     cr_assert_eq(kill(victim, SIGKILL), 0);
     fprintf(stderr, "worker_killed_mid_batch: killed %d with %d requests in flight\n", (int)victim,
             killed_in_flight);
 
-    cr_assert(H_WAIT(60000, count_status(e, "processed") == N),
+    cr_assert(H_WAIT(60000, h_events_with_status(e, "processed") == N),
               "%lld of %d events processed within 60 s of the kill",
-              (long long)count_status(e, "processed"), N);
+              (long long)h_events_with_status(e, "processed"), N);
     cr_assert(h_svc_log_contains(e, "was killed by signal 9", 0), "the master did not log it");
     for (int i = 0; i < N; i++) {
-        cr_assert_eq(results(e, ids[i], "stamp", "success"), 1, "event %s: %lld stamp successes",
-                     ids[i], (long long)results(e, ids[i], "stamp", "success"));
-        cr_assert_eq(results(e, ids[i], "slow", "success"), 1, "event %s: %lld slow successes",
-                     ids[i], (long long)results(e, ids[i], "slow", "success"));
-        cr_assert_eq(results(e, ids[i], NULL, NULL), 2, "event %s has other results", ids[i]);
+        cr_assert_eq(h_processing_results(e, ids[i], "stamp", "success"), 1,
+                     "event %s: %lld stamp successes", ids[i],
+                     (long long)h_processing_results(e, ids[i], "stamp", "success"));
+        cr_assert_eq(h_processing_results(e, ids[i], "slow", "success"), 1,
+                     "event %s: %lld slow successes", ids[i],
+                     (long long)h_processing_results(e, ids[i], "slow", "success"));
+        cr_assert_eq(h_processing_results(e, ids[i], NULL, NULL), 2, "event %s has other results",
+                     ids[i]);
     }
     cr_assert_eq(h_sql_int(e, "SELECT count(*) FROM event.processing_queue"), 0);
 
@@ -187,7 +110,7 @@ H_TEST(processing_faults, worker_killed_mid_batch)
     fprintf(stderr, "worker_killed_mid_batch: %d events reached the webhook twice\n", twice);
     cr_assert(twice >= 1, "no event was run again: the kill did not hit a batch in flight");
     free_ids(ids, N);
-    stop_all(e, rcv);
+    h_stop_all(e, rcv);
 }
 
 /* Two processor workers, a webhook slower than the lease (so the lease must
@@ -204,22 +127,22 @@ H_TEST(processing_faults, two_workers_never_overlap)
                                      .extra_yaml = "processing:\n  interval_seconds: 1\n"
                                                    "  batch_size: 4\n  lease_seconds: 3\n"});
     h_svc_start(e);
-    free(add_processor(e,
-                       "{\"processor_name\":\"slow\",\"processor_type\":\"webhook\","
-                       "\"config\":{\"url\":\"http://127.0.0.1:%d/slow\",\"timeout_ms\":20000}}",
-                       h_recv_port(rcv)));
+    free(h_add_processor(e,
+                         "{\"processor_name\":\"slow\",\"processor_type\":\"webhook\","
+                         "\"config\":{\"url\":\"http://127.0.0.1:%d/slow\",\"timeout_ms\":20000}}",
+                         h_recv_port(rcv)));
     char **ids = create_batch(e, "shared.work", N);
 
     pid_t owners[8];
     int nowners = 0;
     int64_t deadline = h_now_ms() + 90000;
-    while (count_status(e, "processed") < N && h_now_ms() < deadline) {
+    while (h_events_with_status(e, "processed") < N && h_now_ms() < deadline) {
         PGresult *res = h_sql(e, "SELECT claim, count(*) FROM event.processing_queue "
                                  "WHERE claim IS NOT NULL AND run_at > now() GROUP BY claim");
         for (int i = 0; i < PQntuples(res); i++) {
             cr_assert(atoi(PQgetvalue(res, i, 1)) <= 4, "claim %s holds %s events (batch_size 4)",
                       PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
-            pid_t owner = claim_pid(PQgetvalue(res, i, 0));
+            pid_t owner = h_claim_pid(PQgetvalue(res, i, 0));
             bool known = false;
             for (int k = 0; k < nowners; k++)
                 known = known || owners[k] == owner;
@@ -229,8 +152,8 @@ H_TEST(processing_faults, two_workers_never_overlap)
         PQclear(res);
         h_pause_ms(20);
     }
-    cr_assert_eq(count_status(e, "processed"), N, "%lld of %d events processed within 90 s",
-                 (long long)count_status(e, "processed"), N);
+    cr_assert_eq(h_events_with_status(e, "processed"), N, "%lld of %d events processed within 90 s",
+                 (long long)h_events_with_status(e, "processed"), N);
     cr_assert(nowners >= 2, "only %d worker process(es) were seen holding claims", nowners);
 
     h_recv_req_t *reqs = NULL;
@@ -262,12 +185,14 @@ H_TEST(processing_faults, two_workers_never_overlap)
     cr_assert_eq(overlaps, 0, "%d times an event ran in two places at once; first: %s", overlaps,
                  first);
     for (int i = 0; i < N; i++) {
-        cr_assert_eq(results(e, ids[i], "slow", "success"), 1, "event %s: %lld successes", ids[i],
-                     (long long)results(e, ids[i], "slow", "success"));
-        cr_assert_eq(results(e, ids[i], NULL, NULL), 1, "event %s has other results", ids[i]);
+        cr_assert_eq(h_processing_results(e, ids[i], "slow", "success"), 1,
+                     "event %s: %lld successes", ids[i],
+                     (long long)h_processing_results(e, ids[i], "slow", "success"));
+        cr_assert_eq(h_processing_results(e, ids[i], NULL, NULL), 1, "event %s has other results",
+                     ids[i]);
     }
     free_ids(ids, N);
-    stop_all(e, rcv);
+    h_stop_all(e, rcv);
 }
 
 /* /health/ready answers 200 and its NATS check is (or is not) "ok". */
@@ -290,9 +215,9 @@ H_TEST(processing_faults, nats_down_processing_polls)
     h_env_t *e = h_setup(&(h_opts_t){
         .api_workers = 1, .processors = 1, .extra_yaml = "processing:\n  interval_seconds: 0.5\n"});
     h_svc_start(e);
-    free(add_processor(e, "{\"processor_name\":\"audit\",\"processor_type\":\"noop\"}"));
+    free(h_add_processor(e, "{\"processor_name\":\"audit\",\"processor_type\":\"noop\"}"));
     char *before = h_create(e, "{\"event_type\":\"before.outage\"}");
-    cr_assert(H_WAIT(20000, status_is(e, before, "processed")));
+    cr_assert(H_WAIT(20000, h_event_status_is(e, before, "processed")));
     cr_assert(h_js_wait_msg(e, before, 20000, NULL));
     free(before);
 
@@ -304,13 +229,13 @@ H_TEST(processing_faults, nats_down_processing_polls)
     for (int i = 0; i < N; i++)
         ids[i] = h_create(e, "{\"event_type\":\"during.outage\",\"data\":{\"i\":%d}}", i);
     for (int i = 0; i < N; i++)
-        cr_assert(H_WAIT(20000, status_is(e, ids[i], "processed")),
+        cr_assert(H_WAIT(20000, h_event_status_is(e, ids[i], "processed")),
                   "event %s not processed within 20 s while NATS is down", ids[i]);
     fprintf(stderr, "nats_down_processing_polls: %d events processed %lld ms after their creates\n",
             N, (long long)(h_now_ms() - t0));
     cr_assert_eq(e->nats.pid, 0);
     for (int i = 0; i < N; i++)
-        cr_assert_eq(results(e, ids[i], "audit", "success"), 1);
+        cr_assert_eq(h_processing_results(e, ids[i], "audit", "success"), 1);
     cr_assert_eq(h_sql_int(e, "SELECT count(*) FROM event.outbox "
                               "WHERE subject = 'event.processed.success'"),
                  N, "the outcomes of the outage are not held in event.outbox");
@@ -319,9 +244,9 @@ H_TEST(processing_faults, nats_down_processing_polls)
     for (int i = 0; i < N; i++) {
         cr_assert(h_js_wait_msg(e, ids[i], 30000, NULL),
                   "event.stored for %s never published after NATS came back", ids[i]);
-        cr_assert(H_WAIT(30000, published_count(e, "event.processed.success", ids[i]) == 1),
+        cr_assert(H_WAIT(30000, h_js_published_count(e, "event.processed.success", ids[i]) == 1),
                   "event.processed.success for %s: %zu messages", ids[i],
-                  published_count(e, "event.processed.success", ids[i]));
+                  h_js_published_count(e, "event.processed.success", ids[i]));
     }
     cr_assert(H_WAIT(20000, h_sql_int(e, "SELECT count(*) FROM event.outbox") == 0),
               "event.outbox is not drained");
@@ -351,10 +276,10 @@ H_TEST(processing_faults, graceful_stop_finishes_batch)
                                      .extra_yaml = "processing:\n  interval_seconds: 1\n"
                                                    "  lease_seconds: 300\n"});
     h_svc_start(e);
-    free(add_processor(e,
-                       "{\"processor_name\":\"slow\",\"processor_type\":\"webhook\","
-                       "\"config\":{\"url\":\"http://127.0.0.1:%d/slow\"}}",
-                       h_recv_port(rcv)));
+    free(h_add_processor(e,
+                         "{\"processor_name\":\"slow\",\"processor_type\":\"webhook\","
+                         "\"config\":{\"url\":\"http://127.0.0.1:%d/slow\"}}",
+                         h_recv_port(rcv)));
     char **ids = create_batch(e, "stop.work", N);
     cr_assert(H_WAIT(30000, h_recv_in_flight(rcv) == N), "the batch did not reach the webhook");
     int64_t t0 = h_now_ms();
@@ -364,8 +289,9 @@ H_TEST(processing_faults, graceful_stop_finishes_batch)
     fprintf(stderr, "graceful_stop_finishes_batch: the master exited %lld ms after SIGTERM\n",
             (long long)(h_now_ms() - t0));
     for (int i = 0; i < N; i++) {
-        cr_assert(status_is(e, ids[i], "processed"), "event %s was left unprocessed", ids[i]);
-        cr_assert_eq(results(e, ids[i], "slow", "success"), 1);
+        cr_assert(h_event_status_is(e, ids[i], "processed"), "event %s was left unprocessed",
+                  ids[i]);
+        cr_assert_eq(h_processing_results(e, ids[i], "slow", "success"), 1);
     }
     cr_assert_eq(h_sql_int(e, "SELECT count(*) FROM event.processing_queue"), 0);
     free_ids(ids, N);
@@ -387,38 +313,40 @@ H_TEST(processing_faults, stalled_worker_loses_its_claim)
                                                    "processing:\n  interval_seconds: 1\n"
                                                    "  batch_size: 4\n  lease_seconds: 2\n"});
     h_svc_start(e);
-    free(add_processor(e,
-                       "{\"processor_name\":\"slow\",\"processor_type\":\"webhook\","
-                       "\"config\":{\"url\":\"http://127.0.0.1:%d/slow\",\"timeout_ms\":60000}}",
-                       h_recv_port(rcv)));
+    free(h_add_processor(e,
+                         "{\"processor_name\":\"slow\",\"processor_type\":\"webhook\","
+                         "\"config\":{\"url\":\"http://127.0.0.1:%d/slow\",\"timeout_ms\":60000}}",
+                         h_recv_port(rcv)));
     char **ids = create_batch(e, "stall.work", N);
     cr_assert(H_WAIT(30000, h_recv_in_flight(rcv) == N), "the batch did not reach the webhook");
     PGresult *res = h_sql(e, "SELECT claim FROM event.processing_queue "
                              "WHERE claim IS NOT NULL AND run_at > now() LIMIT 1");
     cr_assert_eq(PQntuples(res), 1, "no claim is held while the webhook has requests in flight");
-    pid_t stalled = claim_pid(PQgetvalue(res, 0, 0));
+    pid_t stalled = h_claim_pid(PQgetvalue(res, 0, 0));
     PQclear(res);
     cr_assert(stalled > 0);
     cr_assert_eq(kill(stalled, SIGSTOP), 0);
 
-    bool done = H_WAIT(60000, count_status(e, "processed") == N);
+    bool done = H_WAIT(60000, h_events_with_status(e, "processed") == N);
     long off = h_file_size(e->svc.log);
     kill(stalled, SIGCONT);
     cr_assert(done, "%lld of %d events processed by the other worker within 60 s",
-              (long long)count_status(e, "processed"), N);
+              (long long)h_events_with_status(e, "processed"), N);
     cr_assert(H_WAIT(30000, h_svc_log_contains(e, "taken over by another worker", off)),
               "the resumed worker did not report its lost claim");
     for (int i = 0; i < N; i++) {
-        cr_assert_eq(results(e, ids[i], "slow", "success"), 1, "event %s: %lld successes", ids[i],
-                     (long long)results(e, ids[i], "slow", "success"));
-        cr_assert_eq(results(e, ids[i], NULL, NULL), 1, "event %s has other results", ids[i]);
-        cr_assert(H_WAIT(20000, published_count(e, "event.processed.success", ids[i]) >= 1));
-        cr_assert_eq(published_count(e, "event.processed.success", ids[i]), 1,
+        cr_assert_eq(h_processing_results(e, ids[i], "slow", "success"), 1,
+                     "event %s: %lld successes", ids[i],
+                     (long long)h_processing_results(e, ids[i], "slow", "success"));
+        cr_assert_eq(h_processing_results(e, ids[i], NULL, NULL), 1, "event %s has other results",
+                     ids[i]);
+        cr_assert(H_WAIT(20000, h_js_published_count(e, "event.processed.success", ids[i]) >= 1));
+        cr_assert_eq(h_js_published_count(e, "event.processed.success", ids[i]), 1,
                      "event %s: a lost claim's run was published", ids[i]);
     }
     cr_assert_eq(h_recv_count(rcv, "/slow"), 2 * N, "each event ran once per worker");
     free_ids(ids, N);
-    stop_all(e, rcv);
+    h_stop_all(e, rcv);
 }
 
 /* Lines of the service log from byte offset `from` that come from a
@@ -443,7 +371,7 @@ static void processed_by_wakeup(h_env_t *e, const char *when)
 {
     char *id = h_create(e, "{\"event_type\":\"wake.check\"}");
     int64_t t0 = h_now_ms();
-    cr_assert(H_WAIT(10000, status_is(e, id, "processed")),
+    cr_assert(H_WAIT(10000, h_event_status_is(e, id, "processed")),
               "%s: event not processed within 10 s (poll interval 60 s): no wake-up", when);
     fprintf(stderr, "wakeups_follow_nats: %s: processed in %lld ms\n", when,
             (long long)(h_now_ms() - t0));
@@ -465,7 +393,7 @@ H_TEST(processing_faults, wakeups_follow_nats)
     h_svc_spawn(e, NULL);
     cr_assert(H_WAIT(30000, h_svc_ready(e)), "not ready within 30 s with NATS down");
     cr_assert(H_WAIT(30000, processor_log_lines(e, "processor worker running", 0) == 1));
-    free(add_processor(e, "{\"processor_name\":\"audit\",\"processor_type\":\"noop\"}"));
+    free(h_add_processor(e, "{\"processor_name\":\"audit\",\"processor_type\":\"noop\"}"));
     int handles = processor_log_lines(e, "not reachable yet", 0);
     cr_assert(handles >= 1, "the processor worker did not report NATS unreachable");
 

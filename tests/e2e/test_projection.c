@@ -6,13 +6,11 @@
 #include "harness.h"
 
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define PROJ "/api/v1/events/projections"
-#define PROCESSORS "/api/v1/events/processors"
 
 /* Appends an event of type with data (JSON text) to stream; returns its id. */
 static char *append(h_env_t *e, const char *stream, const char *type, const char *data)
@@ -31,12 +29,8 @@ static json_t *parse(const char *text)
 /* GET the projection (name NULL: the default); asserts 200. Caller decrefs. */
 static json_t *get_projection(h_env_t *e, const char *type, const char *id, const char *name)
 {
-    h_resp_t r =
-        name ? h_get(e, PROJ "/%s/%s?name=%s", type, id, name) : h_get(e, PROJ "/%s/%s", type, id);
-    cr_assert_eq(r.status, 200, "GET projection %s:%s -> %ld %s", type, id, r.status, r.body);
-    json_t *j = json_incref(r.json);
-    h_resp_free(&r);
-    return j;
+    return name ? h_get_json(e, PROJ "/%s/%s?name=%s", type, id, name)
+                : h_get_json(e, PROJ "/%s/%s", type, id);
 }
 
 static json_t *rebuild(h_env_t *e, const char *type, const char *id)
@@ -58,23 +52,6 @@ static void assert_state(const json_t *proj, const json_t *want)
               got_s, want_s);
     free(got_s);
     free(want_s);
-}
-
-static char *add_processor(h_env_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *add_processor(h_env_t *e, const char *fmt, ...)
-{
-    char *body = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(&body, fmt, ap) < 0)
-        body = NULL;
-    va_end(ap);
-    h_resp_t r = h_http(e->svc.port, "POST", PROCESSORS, body, strlen(body), NULL, 0);
-    cr_assert_eq(r.status, 201, "POST %s %s -> %ld %s", PROCESSORS, body, r.status, r.body);
-    char *id = strdup(h_jstr(r.json, "processor_id"));
-    h_resp_free(&r);
-    free(body);
-    return id;
 }
 
 /* Messages now in the JetStream stream on subject. */
@@ -267,8 +244,8 @@ H_TEST(projection, processor_keeps_it_current)
     h_env_t *e =
         h_setup(&(h_opts_t){.processors = 1, .extra_yaml = "processing:\n  concurrency: 1\n"});
     h_svc_start(e);
-    free(add_processor(e, "{\"processor_name\":\"proj\",\"processor_type\":\"projection\","
-                          "\"config\":{\"name\":\"default\"}}"));
+    free(h_add_processor(e, "{\"processor_name\":\"proj\",\"processor_type\":\"projection\","
+                            "\"config\":{\"name\":\"default\"}}"));
     free(append(e, "cart:1", "cart.opened", "{\"n\":1}"));
     free(append(e, "cart:1", "cart.item_added", "{\"sku\":\"a\"}"));
     json_t *p = get_projection(e, "cart", "1", NULL);
@@ -311,8 +288,8 @@ H_TEST(projection, processor_on_a_stream_with_history)
     cr_assert(H_WAIT(30000, h_sql_int(e, "SELECT count(*) FROM event.events WHERE status = "
                                          "'processed'") == 2),
               "the first events were not processed");
-    free(add_processor(e, "{\"processor_name\":\"proj\",\"processor_type\":\"projection\","
-                          "\"config\":{\"name\":\"default\"}}"));
+    free(h_add_processor(e, "{\"processor_name\":\"proj\",\"processor_type\":\"projection\","
+                            "\"config\":{\"name\":\"default\"}}"));
     char *last = append(e, "dev:9", "dev.reading", "{\"t\":21}");
     cr_assert(H_WAIT(30000, table_version(e, "dev", "9", "default") == 3),
               "no projection at version 3 30 s after the append (version %lld)",
@@ -341,8 +318,8 @@ H_TEST(projection, expected_version_conflicts)
 {
     h_env_t *e = h_setup(&(h_opts_t){.processors = 1});
     h_svc_start(e);
-    free(add_processor(e, "{\"processor_name\":\"proj\",\"processor_type\":\"projection\","
-                          "\"config\":{\"name\":\"default\"}}"));
+    free(h_add_processor(e, "{\"processor_name\":\"proj\",\"processor_type\":\"projection\","
+                            "\"config\":{\"name\":\"default\"}}"));
     free(h_create(e, "{\"event_type\":\"doc.created\",\"stream_id\":\"doc:1\","
                      "\"expected_version\":0,\"data\":{\"title\":\"a\"}}"));
     h_resp_t r = h_post(e, "/api/v1/events/create",
@@ -462,18 +439,6 @@ static void missing_keys(const json_t *proj, const json_t *want, char *out, size
         snprintf(out + len, cap - len, " (%d missing)", n);
 }
 
-/* The pid in a claim token ("host:pid:batch"), or 0. */
-static pid_t claim_pid(const char *token)
-{
-    const char *last = strrchr(token, ':');
-    if (last == NULL || last == token)
-        return 0;
-    const char *p = last - 1;
-    while (p > token && *p != ':')
-        p--;
-    return *p == ':' ? (pid_t)strtol(p + 1, NULL, 10) : 0;
-}
-
 /* kill -9 of the processor worker while a batch of the stream's events waits
  * on a slow webhook processor: once the lease runs out the batch runs again,
  * and the projection ends exactly where the stream is: its version is the
@@ -490,27 +455,23 @@ H_TEST(projection, processor_worker_killed_mid_batch)
                                                    "  concurrency: 1\n"});
     e->expect_worker_deaths = true;
     h_svc_start(e);
-    free(add_processor(e, "{\"processor_name\":\"proj\",\"processor_type\":\"projection\","
-                          "\"priority\":10,\"config\":{\"name\":\"default\"}}"));
-    free(add_processor(e,
-                       "{\"processor_name\":\"slow\",\"processor_type\":\"webhook\","
-                       "\"priority\":5,\"config\":{\"url\":\"http://127.0.0.1:%d/slow\"}}",
-                       h_recv_port(rcv)));
+    free(h_add_processor(e, "{\"processor_name\":\"proj\",\"processor_type\":\"projection\","
+                            "\"priority\":10,\"config\":{\"name\":\"default\"}}"));
+    free(h_add_processor(e,
+                         "{\"processor_name\":\"slow\",\"processor_type\":\"webhook\","
+                         "\"priority\":5,\"config\":{\"url\":\"http://127.0.0.1:%d/slow\"}}",
+                         h_recv_port(rcv)));
     append_steps(e, "job:1", 0, N);
     cr_assert(H_WAIT(30000, h_recv_in_flight(rcv) >= 1),
               "no batch reached the slow webhook within 30 s");
     PGresult *res = h_sql(e, "SELECT claim, count(*) FROM event.processing_queue WHERE claim IS "
                              "NOT NULL AND run_at > now() GROUP BY claim LIMIT 1");
     cr_assert_eq(PQntuples(res), 1, "no claim is held while the webhook has a request in flight");
-    pid_t victim = claim_pid(PQgetvalue(res, 0, 0));
+    pid_t victim = h_claim_pid(PQgetvalue(res, 0, 0));
     int claimed = atoi(PQgetvalue(res, 0, 1));
     PQclear(res);
-    pid_t workers[16];
-    int nw = h_svc_workers(e, workers, 16);
-    bool is_worker = false;
-    for (int i = 0; i < nw; i++)
-        is_worker = is_worker || workers[i] == victim;
-    cr_assert(is_worker, "claim holder %d is not a worker of the master", (int)victim);
+    cr_assert(h_svc_is_worker(e, victim), "claim holder %d is not a worker of the master",
+              (int)victim);
     cr_assert_eq(kill(victim, SIGKILL), 0);
     fprintf(stderr, "processor_worker_killed_mid_batch: killed %d holding %d events\n", (int)victim,
             claimed);
@@ -554,8 +515,8 @@ H_TEST(projection, concurrent_processing_matches_the_stream)
                                      .extra_yaml = "processing:\n  batch_size: 20\n"
                                                    "  concurrency: 2\n"});
     h_svc_start(e);
-    free(add_processor(e, "{\"processor_name\":\"proj\",\"processor_type\":\"projection\","
-                          "\"config\":{\"name\":\"default\"}}"));
+    free(h_add_processor(e, "{\"processor_name\":\"proj\",\"processor_type\":\"projection\","
+                            "\"config\":{\"name\":\"default\"}}"));
     for (int round = 0; round < 5; round++)
         for (int s = 0; s < STREAMS; s++) {
             char stream[32];

@@ -15,13 +15,6 @@
  * publications (event.replay.started/completed go out through its outbox). */
 #define WITH_REPLAY "workers:\n  replay: 1\n"
 
-static h_env_t *start(int processors, const char *extra_yaml)
-{
-    h_env_t *e = h_setup(&(h_opts_t){.processors = processors, .extra_yaml = extra_yaml});
-    h_svc_start(e);
-    return e;
-}
-
 /* POSTs a replay that must start (202); returns its replay_id. */
 static char *start_replay(h_env_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static char *start_replay(h_env_t *e, const char *fmt, ...)
@@ -45,11 +38,7 @@ static char *start_replay(h_env_t *e, const char *fmt, ...)
 /* GET the replay's status (200 asserted); caller decrefs. */
 static json_t *replay_status(h_env_t *e, const char *id)
 {
-    h_resp_t r = h_get(e, REPLAY "/%s", id);
-    cr_assert_eq(r.status, 200, "GET replay %s -> %ld %s", id, r.status, r.body);
-    json_t *j = json_incref(r.json);
-    h_resp_free(&r);
-    return j;
+    return h_get_json(e, REPLAY "/%s", id);
 }
 
 static bool finished(const json_t *j)
@@ -164,7 +153,7 @@ static int64_t jobs(h_env_t *e)
  * event.replay.completed are published; a cancel now is 409. */
 H_TEST(replay, by_event_ids)
 {
-    h_env_t *e = start(1, WITH_REPLAY);
+    h_env_t *e = h_start(1, WITH_REPLAY);
     char *ids[6];
     for (int i = 0; i < 6; i++)
         ids[i] = h_create(e,
@@ -223,7 +212,7 @@ H_TEST(replay, by_event_ids)
  * streams around it. */
 H_TEST(replay, by_stream)
 {
-    h_env_t *e = start(1, WITH_REPLAY);
+    h_env_t *e = h_start(1, WITH_REPLAY);
     char *mine[5];
     int k = 0;
     for (int i = 0; i < 12; i++) {
@@ -284,7 +273,7 @@ static const int window_order[WINDOW_N] = {7, 2, 9, 0, 4, 6, 1, 8, 3, 5};
  * order), as the dry run lists them too. */
 H_TEST(replay, by_time_window_with_filters)
 {
-    h_env_t *e = start(1, WITH_REPLAY);
+    h_env_t *e = h_start(1, WITH_REPLAY);
     char *ids[WINDOW_N]; /* by minute */
     for (int k = 0; k < WINDOW_N; k++) {
         int i = window_order[k];
@@ -361,7 +350,7 @@ H_TEST(replay, by_time_window_with_filters)
  * no message, no publication. */
 H_TEST(replay, dry_run_writes_and_publishes_nothing)
 {
-    h_env_t *e = start(1, WITH_REPLAY);
+    h_env_t *e = h_start(1, WITH_REPLAY);
     char *ids[5];
     for (int i = 0; i < 5; i++)
         ids[i] = h_create(e, "{\"event_type\":\"dry.e\",\"stream_id\":\"dry:1\"}");
@@ -426,7 +415,7 @@ H_TEST(replay, dry_run_writes_and_publishes_nothing)
  * and nothing written; 404 for an unknown replay (status and cancel). */
 H_TEST(replay, validation)
 {
-    h_env_t *e = start(0, NULL);
+    h_env_t *e = h_start(0, NULL);
     static const struct {
         const char *body, *field;
     } cases[] = {
@@ -491,7 +480,7 @@ H_TEST(replay, validation)
  * it is never run, even once a replay worker comes; a second cancel is 409. */
 H_TEST(replay, cancel_pending)
 {
-    h_env_t *e = start(1, NULL); /* no replay worker yet */
+    h_env_t *e = h_start(1, NULL); /* no replay worker yet */
     char *id = h_create(e, "{\"event_type\":\"c.e\"}");
     char *rid = start_replay(e, "{\"event_ids\":[\"%s\"],\"target_service\":\"late\"}", id);
     json_t *st = replay_status(e, rid);
@@ -536,37 +525,6 @@ H_TEST(replay, cancel_pending)
     free(next);
 }
 
-/* Loads n processed events straight into the table (history, not traffic),
- * one second apart from 2025-01-01, and moves the event.stored publisher
- * past them. */
-static void preload(h_env_t *e, int n)
-{
-    char count[16];
-    snprintf(count, sizeof(count), "%d", n);
-    PQclear(h_sql(e,
-                  "INSERT INTO event.events (event_id, event_type, event_source, event_category, "
-                  "user_id, data, status, processed_at, timestamp) "
-                  "SELECT 'pre-' || lpad(g::text, 7, '0'), 'bulk.item', 'backend', 'system', "
-                  "'u' || (g % 10), jsonb_build_object('n', g), 'processed', now(), "
-                  "timestamptz '2025-01-01T00:00:00Z' + g * interval '1 second' "
-                  "FROM generate_series(1, $1::int) g",
-                  count));
-    PQclear(h_sql(e, "UPDATE event.outbox_state SET position = (SELECT max(position) FROM "
-                     "event.events) WHERE name = 'event.stored'"));
-}
-
-/* The pid in a replay claim token ("host:pid:rN"), or 0. */
-static pid_t claim_pid(const char *token)
-{
-    const char *last = strrchr(token, ':');
-    if (last == NULL || last == token)
-        return 0;
-    const char *p = last - 1;
-    while (p > token && *p != ':')
-        p--;
-    return *p == ':' ? (pid_t)strtol(p + 1, NULL, 10) : 0;
-}
-
 /* Progress of a long replay (total fixed at once, replayed only growing),
  * then a cancel while it runs: it stops where it was, and stays cancelled;
  * the worker goes on to the next job. The worker is held (SIGSTOP) while the
@@ -574,8 +532,8 @@ static pid_t claim_pid(const char *token)
 H_TEST(replay, progress_and_cancel_running)
 {
     enum { N = 20000 };
-    h_env_t *e = start(0, "workers:\n  replay: 1\nreplay:\n  page_size: 20\n");
-    preload(e, N);
+    h_env_t *e = h_start(0, "workers:\n  replay: 1\nreplay:\n  page_size: 20\n");
+    h_preload_events(e, N);
     char *rid = start_replay(e, "{\"start_time\":\"2024-12-31T00:00:00Z\","
                                 "\"end_time\":\"2025-12-31T00:00:00Z\",\"target_service\":\"p\"}");
     int64_t last = -1, total = -1;
@@ -604,7 +562,7 @@ H_TEST(replay, progress_and_cancel_running)
     cr_assert_eq(total, N);
 
     PGresult *res = h_sql(e, "SELECT claim FROM event.replay_jobs WHERE replay_id = $1", rid);
-    pid_t worker = claim_pid(PQgetvalue(res, 0, 0));
+    pid_t worker = h_claim_pid(PQgetvalue(res, 0, 0));
     PQclear(res);
     cr_assert(worker > 0);
     cr_assert_eq(kill(worker, SIGSTOP), 0);

@@ -15,36 +15,6 @@
 #define N 20000
 #define PAGE 50
 
-/* Loads n processed events straight into the table (history, not traffic):
- * event_id "pre-<n>", one second apart from 2025-01-01; moves the
- * event.stored publisher past them. */
-static void preload(h_env_t *e, int n)
-{
-    char count[16];
-    snprintf(count, sizeof(count), "%d", n);
-    PQclear(h_sql(e,
-                  "INSERT INTO event.events (event_id, event_type, event_source, event_category, "
-                  "user_id, data, status, processed_at, timestamp) "
-                  "SELECT 'pre-' || lpad(g::text, 7, '0'), 'bulk.item', 'backend', 'system', "
-                  "'u' || (g % 10), jsonb_build_object('n', g), 'processed', now(), "
-                  "timestamptz '2025-01-01T00:00:00Z' + g * interval '1 second' "
-                  "FROM generate_series(1, $1::int) g",
-                  count));
-    PQclear(h_sql(e, "UPDATE event.outbox_state SET position = (SELECT max(position) FROM "
-                     "event.events) WHERE name = 'event.stored'"));
-}
-
-static pid_t claim_pid(const char *token)
-{
-    const char *last = strrchr(token, ':');
-    if (last == NULL || last == token)
-        return 0;
-    const char *p = last - 1;
-    while (p > token && *p != ':')
-        p--;
-    return *p == ':' ? (pid_t)strtol(p + 1, NULL, 10) : 0;
-}
-
 static int by_string(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -150,7 +120,7 @@ static void kill_mid_replay(bool page_in_flight)
         .extra_yaml = "workers:\n  replay: 1\nreplay:\n  page_size: 50\n  lease_seconds: 5\n"});
     e->expect_worker_deaths = true;
     h_svc_start(e);
-    preload(e, N);
+    h_preload_events(e, N);
     int64_t first_pos = h_sql_int(e, "SELECT min(position) FROM event.events");
     int64_t last_pos = h_sql_int(e, "SELECT max(position) FROM event.events");
     cr_assert_eq(last_pos - first_pos + 1, N, "the preload's positions are not contiguous");
@@ -180,7 +150,7 @@ static void kill_mid_replay(bool page_in_flight)
         cr_assert_str_neq(PQgetvalue(res, 0, 2), "completed",
                           "the replay of %d events ended before the kill", N);
         if (running && replayed >= 2000 && !PQgetisnull(res, 0, 1)) {
-            victim = claim_pid(PQgetvalue(res, 0, 1));
+            victim = h_claim_pid(PQgetvalue(res, 0, 1));
             PQclear(res);
             break;
         }
@@ -189,12 +159,8 @@ static void kill_mid_replay(bool page_in_flight)
     }
     cr_assert(victim > 0, "the replay made no progress in 60 s (replayed %lld)",
               (long long)replayed);
-    pid_t workers[16];
-    int nw = h_svc_workers(e, workers, 16);
-    bool is_worker = false;
-    for (int i = 0; i < nw; i++)
-        is_worker = is_worker || workers[i] == victim;
-    cr_assert(is_worker, "claim holder %d is not a worker of the master", (int)victim);
+    cr_assert(h_svc_is_worker(e, victim), "claim holder %d is not a worker of the master",
+              (int)victim);
     long unread = 0;
     if (page_in_flight) {
         cr_assert_eq(kill(e->nats.pid, SIGSTOP), 0);

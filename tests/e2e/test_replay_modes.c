@@ -55,22 +55,6 @@ static int64_t wait_completed(h_env_t *e, const char *id)
     return total;
 }
 
-static int64_t successes(h_env_t *e, const char *event_id, const char *processor)
-{
-    return h_sql_int(e,
-                     "SELECT count(*) FROM event.processing_results WHERE event_id = $1 AND "
-                     "processor_name = $2 AND status = 'success'",
-                     event_id, processor);
-}
-
-static bool processed(h_env_t *e, const char *event_id)
-{
-    return h_sql_int(e,
-                     "SELECT count(*) FROM event.events WHERE event_id = $1 AND status = "
-                     "'processed'",
-                     event_id) == 1;
-}
-
 /* Reprocess: the named events go back through the processors (a processor
  * that succeeded runs again) and end processed; the others are untouched;
  * nothing is republished. */
@@ -85,7 +69,8 @@ H_TEST(replay_modes, reprocess)
         ids[i] =
             h_create(e, "{\"event_type\":\"re.e\",\"stream_id\":\"re:1\",\"data\":{\"i\":%d}}", i);
     for (int i = 0; i < 5; i++)
-        cr_assert(H_WAIT(30000, processed(e, ids[i]) && successes(e, ids[i], "stamp") == 1),
+        cr_assert(H_WAIT(30000, h_event_status_is(e, ids[i], "processed") &&
+                                    h_processing_results(e, ids[i], "stamp", "success") == 1),
                   "event %d was not processed once", i);
     int64_t stored_before = h_sql_int(e, "SELECT count(*) FROM event.events");
 
@@ -95,12 +80,14 @@ H_TEST(replay_modes, reprocess)
     cr_assert_eq(wait_completed(e, rid), 3);
     const int again[3] = {0, 1, 3};
     for (int k = 0; k < 3; k++)
-        cr_assert(
-            H_WAIT(30000, successes(e, ids[again[k]], "stamp") == 2 && processed(e, ids[again[k]])),
-            "event %d: %lld successes of stamp after the reprocess", again[k],
-            (long long)successes(e, ids[again[k]], "stamp"));
-    cr_assert_eq(successes(e, ids[2], "stamp"), 1, "an event not named was reprocessed");
-    cr_assert_eq(successes(e, ids[4], "stamp"), 1, "an event not named was reprocessed");
+        cr_assert(H_WAIT(30000, h_processing_results(e, ids[again[k]], "stamp", "success") == 2 &&
+                                    h_event_status_is(e, ids[again[k]], "processed")),
+                  "event %d: %lld successes of stamp after the reprocess", again[k],
+                  (long long)h_processing_results(e, ids[again[k]], "stamp", "success"));
+    cr_assert_eq(h_processing_results(e, ids[2], "stamp", "success"), 1,
+                 "an event not named was reprocessed");
+    cr_assert_eq(h_processing_results(e, ids[4], "stamp", "success"), 1,
+                 "an event not named was reprocessed");
 
     /* By stream: all five once more. */
     char *rid2 =
@@ -108,9 +95,10 @@ H_TEST(replay_modes, reprocess)
     cr_assert_eq(wait_completed(e, rid2), 5);
     for (int i = 0; i < 5; i++) {
         int64_t want = (i == 0 || i == 1 || i == 3) ? 3 : 2;
-        cr_assert(H_WAIT(30000, successes(e, ids[i], "stamp") == want && processed(e, ids[i])),
+        cr_assert(H_WAIT(30000, h_processing_results(e, ids[i], "stamp", "success") == want &&
+                                    h_event_status_is(e, ids[i], "processed")),
                   "event %d: %lld successes, expected %lld", i,
-                  (long long)successes(e, ids[i], "stamp"), (long long)want);
+                  (long long)h_processing_results(e, ids[i], "stamp", "success"), (long long)want);
     }
     cr_assert_eq(h_sql_int(e, "SELECT count(*) FROM event.processing_queue"), 0);
     cr_assert_eq(h_sql_int(e, "SELECT count(*) FROM event.events"), stored_before,
@@ -162,7 +150,7 @@ H_TEST(replay_modes, redeliver)
     for (int i = 0; i < 3; i++)
         ids[i] = h_create(e, "{\"event_type\":\"inv.created\",\"data\":{\"i\":%d}}", i);
     for (int i = 0; i < 3; i++)
-        cr_assert(H_WAIT(30000, processed(e, ids[i])));
+        cr_assert(H_WAIT(30000, h_event_status_is(e, ids[i], "processed")));
     char *sub = post_id(e, "/api/v1/events/subscriptions", 201, "subscription_id",
                         "{\"subscriber_name\":\"books\",\"event_types\":[\"inv.*\"],"
                         "\"callback_url\":\"http://127.0.0.1:%d/hook\"}",

@@ -59,6 +59,18 @@ static void print_result(const char *name, const h_load_result_t *r)
             r->first_error);
 }
 
+/* Every answer of the load was whole and JSON, 201 or 503, and every event
+ * answered 201 is stored; frees res. */
+static void assert_load_answered(h_env_t *e, h_load_result_t *res)
+{
+    cr_assert_eq(res->partial, 0, "%d responses were cut short", res->partial);
+    cr_assert_eq(res->bad_body, 0, "%d responses were not JSON", res->bad_body);
+    cr_assert_eq(res->other_status, 0, "unexpected status %d", res->first_other);
+    cr_assert_eq(h_count_events(e, res->ids, res->nids), res->nids,
+                 "an event answered 201 is missing from event.events");
+    h_load_result_free(res);
+}
+
 /* kill -9 of an API worker during a load of creates: the master starts a
  * new worker, the service answers again, and every event that was answered
  * 201 is stored. */
@@ -85,12 +97,7 @@ H_TEST(supervisor, worker_killed_under_load)
 
     cr_assert(h_svc_log_contains(e, "was killed by signal 9", 0),
               "the master did not log the crash");
-    cr_assert_eq(res.partial, 0, "%d responses were cut short", res.partial);
-    cr_assert_eq(res.bad_body, 0, "%d responses were not JSON", res.bad_body);
-    cr_assert_eq(res.other_status, 0, "unexpected status %d", res.first_other);
-    cr_assert_eq(h_count_events(e, res.ids, res.nids), res.nids,
-                 "an event answered 201 is missing from event.events");
-    h_load_result_free(&res);
+    assert_load_answered(e, &res);
 }
 
 /* SIGHUP with a broken file keeps the running configuration and workers, and
@@ -185,12 +192,7 @@ H_TEST(supervisor, graceful_stop_under_load)
             (long long)took);
     for (int i = 0; i < nw; i++)
         cr_assert(H_WAIT(5000, gone(workers[i])), "worker %d still runs", (int)workers[i]);
-    cr_assert_eq(res.partial, 0, "%d responses were cut short", res.partial);
-    cr_assert_eq(res.bad_body, 0, "%d responses were not JSON", res.bad_body);
-    cr_assert_eq(res.other_status, 0, "unexpected status %d", res.first_other);
-    cr_assert_eq(h_count_events(e, res.ids, res.nids), res.nids,
-                 "an event answered 201 is missing from event.events");
-    h_load_result_free(&res);
+    assert_load_answered(e, &res);
 }
 
 /* A worker that is stopped (SIGSTOP: alive but silent) is killed and
