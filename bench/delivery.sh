@@ -42,6 +42,7 @@ ROOT=$PWD
 . scripts/lib.sh
 
 PROCESSORS=${PROCESSORS:-1}
+PG_STATEMENTS=${PG_STATEMENTS:-0} # 1: pg_stat_statements on; the latency phase's statements in lat_statements.txt
 SUBS=${SUBS:-100}
 EVENTS=${EVENTS:-2000}
 ROUNDS=${ROUNDS:-1}
@@ -372,8 +373,10 @@ started=0
 for attempt in 1 2 3; do
   pick_port PG_PORT
   log "starting PostgreSQL on 127.0.0.1:$PG_PORT (fsync on, synchronous_commit on) under $PG_DIR"
+  extra=()
+  [ "$PG_STATEMENTS" = 1 ] && extra=(shared_preload_libraries=pg_stat_statements pg_stat_statements.track=all)
   if pg_start "$PG_DIR" "$PG_PORT" "shared_buffers=$PG_SHARED_BUFFERS" max_wal_size=4GB track_commit_timestamp=on log_lock_waits=on \
-    log_autovacuum_min_duration=0; then
+    log_autovacuum_min_duration=0 "${extra[@]}"; then
     started=1
     break
   fi
@@ -381,6 +384,7 @@ for attempt in 1 2 3; do
 done
 [ "$started" = 1 ] || die "PostgreSQL did not start; see $PG_DIR/postgres.log"
 pg_createdb "$PG_PORT" "$DB"
+[ "$PG_STATEMENTS" = 1 ] && sql "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
 PM_PID=$(head -n1 "$PG_DIR/data/postmaster.pid")
 PG_SETTINGS=$(sql "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ' ' ORDER BY name)
   FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method',
@@ -682,6 +686,7 @@ fi
 read -r _ _ dup0 _ _ _ _ _ <<<"$(rstats lat)"
 log "latency: POST /create paced at $RATE events/s, $LAT_CONNS connections, ${LAT_DURATION}s"
 c0=$(cpu_snap)
+[ "$PG_STATEMENTS" = 1 ] && sql "SELECT pg_stat_statements_reset()" >/dev/null
 T_MEAS=$(now_us)
 lat_wrk lat_run "$LAT_DURATION"
 t_wrk_end=$(now_us)
@@ -700,6 +705,11 @@ LAT_CREATE_P50=$(kv "$f" p50_ms)
 LAT_CREATE_P99=$(kv "$f" p99_ms)
 LAT_NON2XX=$(($(kv "$f" non2xx) + $(kv "$f" sock_errors)))
 cpu_row "latency, $RATE events/s (per delivery)" "$c0" "$c1" "$((LAT_MADE * LAT_SUBS))"
+if [ "$PG_STATEMENTS" = 1 ]; then # the statements of the latency phase, dearest first
+  psqlq -c "SELECT calls, round(total_exec_time)::bigint AS total_ms, round(mean_exec_time::numeric, 3) AS mean_ms,
+                   rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query
+            FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25" >"$OUT/lat_statements.txt" 2>&1
+fi
 
 # The receiver's records, joined with the database's timestamps: the event's
 # created_at (set by the API worker when it takes the request), the delivery

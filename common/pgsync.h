@@ -20,7 +20,7 @@ typedef struct {
 } es_pgsync_t;
 
 /* How often a session's cached plans are discarded (see es_pgsync_query). */
-#define ES_PGSYNC_REPLAN_MS 10000
+#define ES_PGSYNC_REPLAN_MS 2000
 
 void es_pgsync_init(es_pgsync_t *db, const char *conninfo, const char *who);
 void es_pgsync_close(es_pgsync_t *db);

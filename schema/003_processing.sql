@@ -102,17 +102,21 @@ CREATE TABLE event.outbox (
 -- already succeeded for the event (JSON array); a first attempt skips that
 -- lookup.
 -- A queue row whose event is gone comes back with a NULL event_id.
+-- PL/pgSQL rather than SQL on the hot paths: PostgreSQL plans the body of a SQL
+-- function that it cannot inline at every call, PL/pgSQL keeps its plans.
 CREATE FUNCTION event.claim_events(p_limit int, p_lease_seconds int, p_token text)
 RETURNS TABLE (queue_position bigint, attempts int, done_processors text,
-               routing_version bigint, event_id text, event_type text, event_source text, event_category text,
-               user_id text, session_id text, organization_id text, device_id text,
+               routing_version bigint, event_id text, event_type text, event_source text,
+               event_category text, user_id text, session_id text, organization_id text, device_id text,
                correlation_id text, data text, metadata text, context text, properties text,
                status text, processed_at text, processors text, error_message text,
                retry_count text, "timestamp" text, created_at text, updated_at text,
                version text, schema_version text, stream_id text, stream_version text,
                "position" text)
-LANGUAGE sql AS $$
-    WITH c AS (
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY WITH c AS (
         SELECT q.position FROM event.processing_queue q
         WHERE q.run_at <= now()
         ORDER BY q.run_at, q.position
@@ -141,8 +145,8 @@ LANGUAGE sql AS $$
            e.updated_at::text, e.version::text, e.schema_version::text, e.stream_id::text,
            e.stream_version::text, e.position::text
     FROM u LEFT JOIN event.events e ON e.event_id = u.event_id
-    ORDER BY u.position
-$$;
+    ORDER BY u.position;
+END $$;
 
 -- Extends the lease of every row a claim still holds (long batches).
 CREATE FUNCTION event.renew_claim(p_token text, p_lease_seconds int) RETURNS integer

@@ -95,8 +95,13 @@ CREATE INDEX idx_delivery_attempts_delivery ON event.delivery_attempts (delivery
 -- Creates the deliveries of processed events (p_deliveries: [{event_id,
 -- subscription_id}]) for the subscriptions still enabled right now.
 CREATE FUNCTION event.fan_out(p_deliveries jsonb) RETURNS integer
-LANGUAGE sql AS $$
-    -- (called by event.complete_events with NULL when nothing matched)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_n integer;
+BEGIN
+    IF p_deliveries IS NULL THEN /* nothing matched */
+        RETURN 0;
+    END IF;
     WITH ins AS (
         INSERT INTO event.deliveries (delivery_id, subscription_id, event_id)
         SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), d.subscription_id, d.event_id
@@ -104,8 +109,9 @@ LANGUAGE sql AS $$
         JOIN event.event_subscriptions s ON s.subscription_id = d.subscription_id AND s.enabled
         ON CONFLICT (subscription_id, event_id) DO NOTHING
         RETURNING 1
-    ) SELECT count(*)::integer FROM ins
-$$;
+    ) SELECT count(*)::integer INTO v_n FROM ins;
+    RETURN v_n;
+END $$;
 
 -- Claims up to p_limit due deliveries of enabled subscriptions, one lease
 -- ahead; returns what the sender needs, the event rendered by the caller.
@@ -119,8 +125,10 @@ RETURNS TABLE (delivery_id text, attempts int, manual boolean, subscription_id t
                error_message text, retry_count text, "timestamp" text, created_at text,
                updated_at text, version text, schema_version text, stream_id text,
                stream_version text, "position" text)
-LANGUAGE sql AS $$
-    WITH c AS (
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY WITH c AS (
         SELECT d.delivery_id FROM event.deliveries d
         JOIN event.event_subscriptions s ON s.subscription_id = d.subscription_id AND s.enabled
         WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= now()
@@ -147,8 +155,8 @@ LANGUAGE sql AS $$
            e.stream_version::text, e.position::text
     FROM u JOIN event.event_subscriptions s ON s.subscription_id = u.subscription_id
     LEFT JOIN event.events e ON e.event_id = u.event_id
-    ORDER BY u.delivery_id
-$$;
+    ORDER BY u.delivery_id;
+END $$;
 
 -- Records attempts of a claimed batch, for the deliveries this claim still
 -- holds: p_outcomes [{delivery_id, subscription_id, outcome: delivered|retry|
