@@ -39,6 +39,9 @@ enum {
 #define FLUSH_MS 25
 #define FLUSH_COUNT 500
 
+/* After a claim that found some but not a full batch, the next one this soon. */
+#define RECLAIM_MS 50
+
 typedef struct claim claim_t;
 
 /* One claim call: its token, and the outcomes not yet recorded. */
@@ -416,7 +419,12 @@ static void *run(void *arg)
             (atomic_exchange(&d->woken, false) || now >= next_claim_ms)) {
             int limit = ES_MIN(cfg->delivery.batch_size, free_slots);
             int n = claim(d, limit);
-            next_claim_ms = n == limit ? now : next_due_ms(d) + es_time_mono_ms();
+            /* More may be due at once (a full claim), or soon (some found:
+             * look again shortly rather than ask when); none: sleep until the
+             * next one is due. */
+            next_claim_ms = n == limit ? now
+                            : n > 0    ? now + RECLAIM_MS
+                                       : next_due_ms(d) + es_time_mono_ms();
         }
         int running = 0;
         curl_multi_perform(d->multi, &running);
