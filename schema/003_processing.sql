@@ -116,6 +116,10 @@ RETURNS TABLE (queue_position bigint, attempts int, done_processors text,
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
+    -- A claim need not wait for its commit to reach the disk: a claim lost in
+    -- a crash leaves its rows unclaimed (claimed again, as when a lease runs
+    -- out), and the completion's own commit flushes it anyway.
+    PERFORM set_config('synchronous_commit', 'off', true);
     RETURN QUERY WITH c AS (
         SELECT q.position FROM event.processing_queue q
         WHERE q.run_at <= now()

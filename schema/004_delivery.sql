@@ -128,6 +128,10 @@ RETURNS TABLE (delivery_id text, attempts int, manual boolean, subscription_id t
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
+    -- A claim need not wait for its commit to reach the disk: a claim lost in
+    -- a crash leaves its rows unclaimed (claimed again, as when a lease runs
+    -- out), and the completion's own commit flushes it anyway.
+    PERFORM set_config('synchronous_commit', 'off', true);
     RETURN QUERY WITH c AS (
         SELECT d.delivery_id FROM event.deliveries d
         JOIN event.event_subscriptions s ON s.subscription_id = d.subscription_id AND s.enabled
