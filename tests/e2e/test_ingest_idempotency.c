@@ -9,7 +9,7 @@
 
 static h_resp_t post_key(h_env_t *e, const char *path, const char *key, const char *body)
 {
-    char hdr[300];
+    char hdr[512];
     snprintf(hdr, sizeof(hdr), "Idempotency-Key: %s", key);
     const char *hdrs[] = {hdr, NULL};
     return h_http(e->svc.port, "POST", path, body, strlen(body), hdrs, 0);

@@ -28,7 +28,7 @@ static void basic(char *out, size_t cap, const char *userpass)
 static h_resp_t post_key(h_env_t *e, const char *path, const char *body, size_t len,
                          const char *extra)
 {
-    char auth[200];
+    char auth[256];
     basic(auth, sizeof(auth), KEY1 ":");
     const char *hdrs[] = {auth, extra, NULL};
     return h_http(e->svc.port, "POST", path, body, len, hdrs, 0);
@@ -74,7 +74,7 @@ H_TEST(ingest_tracking, write_key_required)
     h_env_t *e = h_setup(&(h_opts_t){.extra_yaml = KEYS_YAML});
     h_svc_start(e);
     const char *body = "{\"userId\":\"u-1\",\"event\":\"Auth Test\",\"messageId\":\"auth-%d\"}";
-    char text[200], wrong[200], as_pass[200], good2[200], nocolon[200];
+    char text[200], wrong[256], as_pass[256], good2[256], nocolon[256];
     basic(wrong, sizeof(wrong), "wk_nope:");
     basic(as_pass, sizeof(as_pass), ":" KEY1);
     basic(good2, sizeof(good2), KEY2 ":");
@@ -381,7 +381,7 @@ H_TEST(ingest_tracking, context_ip_filled)
 {
     h_env_t *e = h_setup(&(h_opts_t){.extra_yaml = KEYS_YAML});
     h_svc_start(e);
-    char auth[200];
+    char auth[256];
     basic(auth, sizeof(auth), KEY1 ":");
     const char *hdrs[] = {auth, "User-Agent: analytics-node/6.0", NULL};
     const char *b1 = "{\"userId\":\"u\",\"event\":\"E\",\"messageId\":\"ip-1\"}";
