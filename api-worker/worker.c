@@ -149,9 +149,10 @@ int es_api_worker_main(const es_config_t *cfg, int listen_fd, int master_fd)
     api.nats = es_nats_open(cfg, "event_service api");
     api.ingest = es_ingest_create(api.pg, api.nats);
 
-    /* Connections are accepted once the database connections are up (or
-     * after a few seconds without them, to answer 503 rather than hang), so a
-     * fresh worker never turns requests away while it is still connecting. */
+    /* Connections are accepted once the database connections are up and a
+     * reachable NATS has confirmed the stream (or after a few seconds, to
+     * answer 503 rather than hang), so a fresh worker never turns requests
+     * away, nor reports NATS degraded, while it is still connecting. */
     api.listener = h2o_evloop_socket_create(api.loop, listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     int64_t started = es_time_mono_ms();
     bool accepting = false;
@@ -168,7 +169,8 @@ int es_api_worker_main(const es_config_t *cfg, int listen_fd, int master_fd)
         if (h2o_evloop_run(api.loop, accepting ? 100 : 10) != 0 && errno != EINTR)
             es_debug("event loop returned an error: %s", strerror(errno));
         if (!accepting && !g_stop &&
-            (es_pgpool_all_ready(api.pg) || es_time_mono_ms() - started > 5000)) {
+            ((es_pgpool_all_ready(api.pg) && es_nats_settled(api.nats)) ||
+             es_time_mono_ms() - started > 5000)) {
             accepting = true;
             h2o_socket_read_start(api.listener, on_accept);
             char ready = 'R'; /* tells the master this worker serves now */

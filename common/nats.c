@@ -186,6 +186,12 @@ bool es_nats_stream_ready(es_nats_t *n)
     return n != NULL && atomic_load(&n->stream_ready);
 }
 
+bool es_nats_settled(es_nats_t *n)
+{
+    return n == NULL || !n->cfg->nats.enabled || !atomic_load(&n->connected) ||
+           atomic_load(&n->stream_ready);
+}
+
 es_rc_t es_nats_js_publish(es_nats_t *n, const char *subject, const char *data, size_t len,
                            const char *msg_id)
 {

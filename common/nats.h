@@ -35,6 +35,9 @@ es_nats_t *es_nats_open(const es_config_t *cfg, const char *name);
 bool es_nats_connected(es_nats_t *n);
 /* True once the JetStream stream has been confirmed since the last connect. */
 bool es_nats_stream_ready(es_nats_t *n);
+/* True when there is nothing to wait for before reporting readiness: NATS
+ * disabled, not connected, or connected with the stream confirmed. */
+bool es_nats_settled(es_nats_t *n);
 
 /* Publishes to JetStream with Nats-Msg-Id msg_id (the server drops repeats
  * inside the duplicate window). Never blocks: ES_AGAIN when disconnected or
