@@ -230,13 +230,18 @@ static void handle(es_backend_t *b, natsMsgList *list)
         PGresult *r = NULL;
         /* A copy of one of these messages stored meanwhile by another worker
          * (committed after event.ingest looked) fails the insert on the
-         * primary key; looked at again, it is an existing event. */
-        for (int attempt = 0; attempt < 3 && r == NULL; attempt++) {
+         * primary key; looked at again, it is an existing event. Each such
+         * failure means one more of this batch's ids has been committed
+         * elsewhere, so stored + 1 attempts suffice. Two workers inserting
+         * copies in different orders can also deadlock on the key: the
+         * survivor commits, and the loser's next attempt finds its rows. */
+        for (int attempt = 0; attempt <= stored + 2 && r == NULL; attempt++) {
             r = es_pgsync_query(&b->db, "store backend events",
                                 "SELECT req, code FROM event.ingest($1::jsonb) WHERE "
                                 "event_id IS NULL AND code = 409",
                                 1, params);
-            if (r == NULL && strcmp(b->db.sqlstate, "23505") != 0)
+            if (r == NULL && strcmp(b->db.sqlstate, "23505") != 0 &&
+                strcmp(b->db.sqlstate, "40P01") != 0)
                 break;
         }
         if (r == NULL) {
