@@ -39,7 +39,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-. scripts/lib.sh
+# shellcheck source-path=SCRIPTDIR/.. source=bench/lib.sh
+. bench/lib.sh
 
 PROCESSORS=${PROCESSORS:-1}
 PG_STATEMENTS=${PG_STATEMENTS:-0} # 1: pg_stat_statements on; the latency phase's statements in lat_statements.txt
@@ -71,62 +72,19 @@ HOST_CONNS=64
 TARGET_DPS=5000
 TARGET_P50=10
 TARGET_P99=50
-# Ports other local setups use: never ours.
-RESERVED_PORTS=" 54329 42229 55999 42999 8208 18208 "
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-for v in PROCESSORS SUBS EVENTS ROUNDS DELIVERY_CONCURRENCY CEIL_DURATION RATE LAT_DURATION LAT_SUBS \
-  LAT_CONNS THREADS DRAIN_TIMEOUT STALL_TIMEOUT; do
-  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
-done
+require_positive PROCESSORS SUBS EVENTS ROUNDS DELIVERY_CONCURRENCY CEIL_DURATION RATE LAT_DURATION LAT_SUBS \
+  LAT_CONNS THREADS DRAIN_TIMEOUT STALL_TIMEOUT
 [[ $LAT_WARMUP =~ ^[0-9]+$ ]] || die "LAT_WARMUP must be a non-negative integer"
-for tool in cmake cc pkg-config wrk psql nats-server curl ss awk sort; do
-  command -v "$tool" >/dev/null || die "$tool not found (scripts/deps.sh installs the toolchain)"
-done
-[ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ] || die "PostgreSQL server binaries not found under /usr/lib/postgresql"
-
-# The service takes these from the environment over its config file; psql
-# takes PG*. None of the caller's may leak into this run.
-unset SERVICE_PORT SERVICE_NAME LOG_LEVEL DATABASE_URL POSTGRES_HOST POSTGRES_PORT POSTGRES_DB \
-  POSTGRES_USER POSTGRES_PASSWORD NATS_URL NATS_ENABLED CONSUL_HOST CONSUL_PORT CONSUL_ENABLED \
-  RUDDERSTACK_WEBHOOK_SECRET BATCH_SIZE PROCESSING_INTERVAL \
-  PGHOST PGPORT PGDATABASE PGUSER PGOPTIONS PGSERVICE PGSERVICEFILE
+require_tools cmake cc pkg-config wrk psql nats-server curl ss awk sort
 
 # --- cleanup -----------------------------------------------------------------
 
-WORK=""
-SVC_PID=""
-CHILD_PID=""
-NATS_DIR=""
-PG_DIR=""
+# Besides what bench/lib.sh's cleanup stops: the curl-multi drivers of the
+# ceiling (BG_PIDS), before the service, and the receivers, after it.
 BG_PIDS=()
 declare -A RECV_PID RECV_PORT
-
-alive() { # alive PID: running and not a zombie
-  local s
-  s=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ -n $s && $s != Z* ]]
-}
-
-stop_service() {
-  [ -n "$SVC_PID" ] || return 0
-  local workers w
-  workers=$(ps -o pid= --ppid "$SVC_PID" 2>/dev/null | tr -s ' \n' ' ' || true)
-  kill -TERM "$SVC_PID" 2>/dev/null || true
-  for _ in $(seq 1 150); do alive "$SVC_PID" || break; sleep 0.1; done
-  if alive "$SVC_PID"; then
-    log "service did not stop within 15 s of SIGTERM; killing it"
-    kill -KILL "$SVC_PID" 2>/dev/null || true
-  fi
-  wait "$SVC_PID" 2>/dev/null || true
-  for w in $workers; do
-    for _ in $(seq 1 50); do alive "$w" || break; sleep 0.1; done
-    alive "$w" && kill -KILL "$w" 2>/dev/null || true
-  done
-  SVC_PID=""
-}
+LOG_DIR_WHAT="logs, receiver records and raw outputs"
 
 stop_receivers() {
   local n
@@ -136,133 +94,31 @@ stop_receivers() {
     unset "RECV_PID[$n]"
   done
 }
-
-cleanup() {
-  local rc=$? p
-  trap - EXIT INT TERM
-  set +e
-  if [ -n "$CHILD_PID" ]; then
-    kill -TERM "$CHILD_PID" 2>/dev/null
-    wait "$CHILD_PID" 2>/dev/null
-  fi
+cleanup_hook_pre() {
+  local p
   for p in "${BG_PIDS[@]}"; do
     kill -TERM "$p" 2>/dev/null
     wait "$p" 2>/dev/null
   done
-  stop_service
-  stop_receivers
-  [ -n "$NATS_DIR" ] && nats_stop "$NATS_DIR"
-  [ -n "$PG_DIR" ] && pg_stop "$PG_DIR"
-  if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-    if [ -n "$LOG_DIR" ]; then
-      mkdir -p "$LOG_DIR"
-      cp "$WORK"/out/* "$LOG_DIR"/ 2>/dev/null
-      cp "$WORK"/service.log "$WORK"/event_service.yaml "$LOG_DIR"/ 2>/dev/null
-      cp "$PG_DIR"/postgres.log "$NATS_DIR"/nats.log "$LOG_DIR"/ 2>/dev/null
-      log "logs, receiver records and raw outputs copied to $LOG_DIR"
-    fi
-    rm -rf "$WORK"
-  fi
-  [ "$rc" -ne 0 ] && log "stopped (exit $rc); everything this run started is stopped"
-  exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# run_child OUT CMD...: runs CMD in the background with its output in OUT and
-# waits for it, so that a signal reaches our trap at once (and the trap stops
-# the child). Returns CMD's exit status.
-run_child() {
-  local out=$1 rc=0
-  shift
-  "$@" >"$out" 2>&1 &
-  CHILD_PID=$!
-  wait "$CHILD_PID" || rc=$?
-  CHILD_PID=""
-  return "$rc"
-}
+cleanup_hook_post() { stop_receivers; }
+install_cleanup
 
 # --- helpers -------------------------------------------------------------------
 
-# pick_port VAR: a TCP port no socket on this host uses, below the kernel's
-# ephemeral range, not reserved, not picked before. A port can still be taken
-# between this check and our bind: the starts below retry with a new port.
-TAKEN_PORTS=" "
-EPHEMERAL_LOW=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-pick_port() {
-  local p hi=$((EPHEMERAL_LOW > 20000 ? EPHEMERAL_LOW : 65535))
-  for _ in $(seq 1 500); do
-    p=$((20000 + RANDOM % (hi - 20000)))
-    [[ $RESERVED_PORTS == *" $p "* || $TAKEN_PORTS == *" $p "* ]] && continue
-    if [ -z "$(ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null)" ]; then
-      TAKEN_PORTS+="$p "
-      printf -v "$1" '%s' "$p"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
-
-psqlq() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$DB" "$@"; }
-sql() { psqlq -Atc "$1"; }
-
-COMMANDS=()
-record_cmd() { local c="$*"; [[ " ${COMMANDS[*]-} " == *"$c"* ]] || COMMANDS+=("$c"); }
-
-# kv FILE KEY: the value of KEY=value on FILE's RESULT line.
-kv() { grep -m1 '^RESULT ' "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }'; }
-
-fmt() { awk -v x="$1" -v d="${2:-0}" 'BEGIN { if (x == "" || x == "nan" || x == "?") print "n/a"; else printf "%.*f", d, x }'; }
-calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
-mean() { printf '%s\n' "$@" | awk '{ s += $1; n++ } END { printf "%.3f", n ? s / n : 0 }'; }
+COMMANDS_UNIQUE=1 # a command run again (another round, another phase) is listed once
 now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
 ms_since() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) / 1000 }'; } # ms_since T0_US T_US
 
-# CPU accounting from /proc, in clock ticks (as bench/ingest.sh does). A
-# process's own time plus what its reaped children used.
-CLK_TCK=$(getconf CLK_TCK)
-proc_ticks() { awk '{ sub(/^[^)]*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-tree_ticks() {
-  local t c
-  t=$(proc_ticks "$1")
-  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do t=$((t + $(proc_ticks "$c"))); done
-  echo "$t"
-}
-# cpu_snap: "service postgres nats receivers client busy steal total" ticks
-# now. client is what this shell's waited-for children used (wrk, curl, psql,
-# the curl-multi driver).
-cpu_snap() {
-  local svc=0 pg nats recv=0 client kids prev="" n
-  # Wait (bounded) until the postmaster's children are the same over two
-  # polls, none a zombie: an exiting backend's time shows only once reaped.
-  for _ in $(seq 1 40); do
-    kids=$(ps -o pid=,stat= --ppid "$PM_PID" 2>/dev/null | tr -s ' \n' ' ')
-    [[ $kids == "$prev" && $kids != *Z* ]] && break
-    prev=$kids
-    sleep 0.05
-  done
-  [ -n "$SVC_PID" ] && svc=$(tree_ticks "$SVC_PID")
-  pg=$(tree_ticks "$PM_PID")
-  nats=$(proc_ticks "$NATS_PID")
+# The CPU table: service, postgres, nats, receivers, client (wrk, curl, psql,
+# the curl-multi driver), other, all.
+CPU_LABEL_WIDTH=40
+CPU_DECIMALS=1
+CPU_WIDTHS="8 8 6 8 7 7 8"
+cpu_snap_extra() {
+  local n recv=0
   for n in "${!RECV_PID[@]}"; do recv=$((recv + $(proc_ticks "${RECV_PID[$n]}"))); done
-  client=$(awk '{ sub(/^[^)]*\) /, ""); print $14 + $15 }' "/proc/$$/stat")
-  echo "$svc $pg $nats $recv $client $(awk '/^cpu / { t = $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9;
-    print $2 + $3 + $4 + $7 + $8, $9, t }' /proc/stat)"
-}
-# cpu_row LABEL BEFORE AFTER N: one line of the CPU table (us per item).
-CPU_ROWS=()
-cpu_row() {
-  local line
-  line=$(awk -v label="$1" -v b="$2" -v a="$3" -v n="$4" -v hz="$CLK_TCK" 'BEGIN {
-    split(b, x, " "); split(a, y, " ");
-    for (i = 1; i <= 8; i++) d[i] = y[i] - x[i];
-    us = (n > 0) ? 1e6 / hz / n : 0;
-    other = d[6] - d[1] - d[2] - d[3] - d[4] - d[5]; if (other < 0) other = 0;
-    printf "  %-40s %8.1f %8.1f %6.1f %8.1f %7.1f %7.1f %8.1f %5.0f%% %5.1f%%",
-      label, d[1] * us, d[2] * us, d[3] * us, d[4] * us, d[5] * us, other * us, d[6] * us,
-      (d[8] > 0 ? 100 * d[6] / d[8] : 0), (d[8] > 0 ? 100 * d[7] / d[8] : 0) }')
-  CPU_ROWS+=("$line")
+  echo "$recv"
 }
 
 # --- the receiver ------------------------------------------------------------------
@@ -341,25 +197,8 @@ wait_distinct() {
 
 # --- build and start -----------------------------------------------------------
 
-BIN=$ROOT/build/bench/event-service
-if [ "$SKIP_BUILD" != 1 ]; then
-  log "building the Release binary (build/bench)"
-  cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release -DES_TESTS=OFF >/dev/null
-  cmake --build build/bench -j2 >/dev/null
-fi
-[ -x "$BIN" ] || die "$BIN missing"
-GIT_DESC=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
-if [ -n "$(git status --porcelain --untracked-files=no -- . ':!bench' 2>/dev/null)" ]; then
-  GIT_DESC+=" + uncommitted changes outside bench/"
-fi
-SVC_VERSION=$("$BIN" -v 2>/dev/null || echo "?")
-
-WORK=$(mktemp -d /tmp/es-dlvbench.XXXXXX)
-chmod 755 "$WORK"
-OUT=$WORK/out
-mkdir -p "$OUT"
-PG_DIR=$WORK/pg
-NATS_DIR=$WORK/nats
+build_service
+make_workdir es-dlvbench
 
 log "compiling the receiver and the curl-multi driver (bench/receiver/)"
 RECV_CC="cc -O2 -Wall -o <tmp>/receiver bench/receiver/receiver.c"
@@ -369,62 +208,20 @@ cc -O2 -Wall -o "$WORK/receiver" bench/receiver/receiver.c || die "the receiver 
 cc -O2 -Wall -o "$WORK/blast" bench/receiver/blast.c $(pkg-config --cflags --libs libcurl) ||
   die "bench/receiver/blast.c does not compile"
 
-started=0
-for attempt in 1 2 3; do
-  pick_port PG_PORT
-  log "starting PostgreSQL on 127.0.0.1:$PG_PORT (fsync on, synchronous_commit on) under $PG_DIR"
-  extra=()
-  [ "$PG_STATEMENTS" = 1 ] && extra=(shared_preload_libraries=pg_stat_statements pg_stat_statements.track=all)
-  if pg_start "$PG_DIR" "$PG_PORT" "shared_buffers=$PG_SHARED_BUFFERS" max_wal_size=4GB track_commit_timestamp=on log_lock_waits=on \
-    log_autovacuum_min_duration=0 "${extra[@]}"; then
-    started=1
-    break
-  fi
-  log "  PostgreSQL did not start (attempt $attempt): $(grep -E 'FATAL|ERROR' "$PG_DIR/postgres.log" | tail -n 1)"
-done
-[ "$started" = 1 ] || die "PostgreSQL did not start; see $PG_DIR/postgres.log"
+extra=()
+[ "$PG_STATEMENTS" = 1 ] && extra=(shared_preload_libraries=pg_stat_statements pg_stat_statements.track=all)
+start_postgres "shared_buffers=$PG_SHARED_BUFFERS" max_wal_size=4GB track_commit_timestamp=on log_lock_waits=on \
+  log_autovacuum_min_duration=0 "${extra[@]}"
 pg_createdb "$PG_PORT" "$DB"
 [ "$PG_STATEMENTS" = 1 ] && sql "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
-PM_PID=$(head -n1 "$PG_DIR/data/postmaster.pid")
-PG_SETTINGS=$(sql "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ' ' ORDER BY name)
-  FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method',
-  'shared_buffers', 'max_connections', 'max_wal_size', 'commit_delay', 'track_commit_timestamp', 'log_lock_waits',
-  'deadlock_timeout', 'log_autovacuum_min_duration')")
-PG_VERSION_STR=$(sql "SHOW server_version")
-log "  $PG_SETTINGS"
-[[ $PG_SETTINGS == *"fsync=on"* && $PG_SETTINGS == *"synchronous_commit=on"* ]] ||
-  die "PostgreSQL is not running with fsync and synchronous_commit on"
-
-started=0
-for attempt in 1 2 3; do
-  pick_port NATS_PORT
-  log "starting nats-server on 127.0.0.1:$NATS_PORT"
-  rm -f "$NATS_DIR/nats.log" "$NATS_DIR/nats.pid"
-  if nats_start "$NATS_DIR" "$NATS_PORT"; then
-    started=1
-    break
-  fi
-  nats_stop "$NATS_DIR"
-  log "  nats-server did not start (attempt $attempt): $(tail -n 1 "$NATS_DIR/nats.log" 2>/dev/null)"
-done
-[ "$started" = 1 ] || die "nats-server did not start"
-NATS_PID=$(cat "$NATS_DIR/nats.pid")
+pg_describe "setting || coalesce(unit, '')" fsync synchronous_commit full_page_writes wal_sync_method \
+  shared_buffers max_connections max_wal_size commit_delay track_commit_timestamp log_lock_waits \
+  deadlock_timeout log_autovacuum_min_duration
+start_nats
 
 CONFIG=$WORK/event_service.yaml
 write_config() {
-  cat >"$CONFIG" <<EOF
-# written by bench/delivery.sh
-service:
-  bind: 127.0.0.1
-  port: $SVC_PORT
-workers:
-  api: 2
-  processor: $PROCESSORS
-  replay: 0
-database:
-  url: "postgresql://postgres@127.0.0.1:$PG_PORT/$DB"
-nats:
-  url: "nats://127.0.0.1:$NATS_PORT"
+  service_config 2 "$PROCESSORS" 0 <<EOF
 delivery:
   concurrency: $DELIVERY_CONCURRENCY
   allow_private: true      # the receiver is on 127.0.0.1
@@ -433,26 +230,7 @@ logging:
 EOF
 }
 
-ready=0
-for attempt in 1 2 3; do
-  pick_port SVC_PORT
-  write_config
-  "$BIN" -t -c "$CONFIG" >/dev/null || die "the service refuses the generated config $CONFIG"
-  log "starting event-service on 127.0.0.1:$SVC_PORT (2 API workers, $PROCESSORS processor workers)"
-  "$BIN" -c "$CONFIG" >"$WORK/service.log" 2>&1 &
-  SVC_PID=$!
-  code=000
-  for _ in $(seq 1 300); do
-    alive "$SVC_PID" || break
-    code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$SVC_PORT/health/ready" || true)
-    if [ "$code" = 200 ]; then ready=1; break; fi
-    sleep 0.1
-  done
-  [ "$ready" = 1 ] && break
-  log "  event-service not ready (attempt $attempt, last /health/ready: $code): $(tail -n 3 "$WORK/service.log")"
-  stop_service
-done
-[ "$ready" = 1 ] || die "event-service did not become ready; see the lines above"
+start_service "2 API workers, $PROCESSORS processor workers"
 SVC_URL="http://127.0.0.1:$SVC_PORT"
 log "  ready: $(curl -s -m 2 "$SVC_URL/health/ready")"
 
@@ -762,7 +540,7 @@ ELAPSED=$(($(date +%s) - T_START))
 cp "$WORK/service.log" "$OUT/service.log"
 SVC_WARNINGS=$(svc_warnings)
 SVC_ALIVE=$(alive "$SVC_PID" && echo yes || echo "NO (exited)")
-PG_ERRORS=$(grep -cE 'ERROR|FATAL|PANIC' "$PG_DIR/postgres.log" || true)
+PG_ERRORS=$(pg_log_errors)
 PG_DEADLOCKS=$(grep -c 'deadlock detected' "$PG_DIR/postgres.log" || true)
 # log_lock_waits: a wait longer than deadlock_timeout (1 s) is logged, and so
 # is its end ("acquired ... after N ms").
@@ -776,7 +554,6 @@ EVENT_ROWS=$(sql "SELECT coalesce(string_agg(status || ' ' || n, ', ' ORDER BY s
 
 # --- report ------------------------------------------------------------------------
 
-pass() { awk -v x="$1" -v op="$2" -v t="$3" 'BEGIN { if (x == "" || x == "n/a") { print "n/a"; exit } ok = (op == ">=") ? (x >= t) : (x < t); print ok ? "PASS" : "FAIL" }'; }
 LINE="======================================================================================================================"
 SEP="----------------------------------------------------------------------------------------------------------------------"
 {
@@ -832,7 +609,7 @@ SEP="---------------------------------------------------------------------------
   echo "  connections to the receiver (whole phase): $LAT_CONNS_ACC accepted, at most $LAT_MAXOPEN open at once; without a v1 signature: $LAT_UNSIGNED"
   echo "$SEP"
   echo " CPU per delivery, or per request (us), by process group; busy and steal in % of the whole machine:"
-  printf '  %-40s %8s %8s %6s %8s %7s %7s %8s %6s %6s\n' "" service postgres nats receiver client other "all" busy steal
+  cpu_header service postgres nats receiver client other "all"
   printf '%s\n' "${CPU_ROWS[@]}"
   echo "$SEP"
   echo " checks:"
@@ -851,14 +628,12 @@ SEP="---------------------------------------------------------------------------
   echo "$LINE"
 } | tee "$OUT/report.txt"
 
-summarize_log() { sed -E 's/"(ts|time|request_id|pid)":"?[^,"]*"?,?//g; s/[0-9]+/N/g' "$1" | sort | uniq -c | sort -rn | head -n 8; }
 if [ "$SVC_WARNINGS" -gt 0 ]; then
   echo " service log (warn and above), most frequent messages:"
   summarize_log "$OUT/service.log"
 fi
 if [ "$PG_ERRORS" -gt 0 ]; then
-  echo " PostgreSQL log, ERROR/FATAL/PANIC lines (most frequent):"
-  grep -E 'ERROR|FATAL|PANIC' "$PG_DIR/postgres.log" | sed -E 's/^[^]]*\] //; s/[0-9]+/N/g' | sort | uniq -c | sort -rn | head -n 8
+  pg_log_errors_top
 fi
 if [ "$PG_DEADLOCKS" -gt 0 ] || [ "$PG_LOCK_WAITS" -gt 0 ]; then
   echo " PostgreSQL log, the statements of the deadlocks and of the lock waits (most frequent):"

@@ -10,20 +10,11 @@
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 local common = dofile(dir .. "wrk_common.lua")
 
-local ffi = require("ffi")
-local ts = ffi.new("bench_timespec_t") -- declared by wrk_common.lua
-local CLOCK_REALTIME = 0
-
-local function wall_us()
-  ffi.C.clock_gettime(CLOCK_REALTIME, ts)
-  return tonumber(ts.tv_sec) * 1000000 + math.floor(tonumber(ts.tv_nsec) / 1000)
-end
-
 local headers = {["Content-Type"] = "application/json"}
 
 common.install(function(opt)
   local event_type = assert(opt.type, "type=EVENT_TYPE is required")
-  local path = wrk.path ~= "" and wrk.path or "/api/v1/events/create"
+  local path = common.path("/api/v1/events/create")
   local seq = 0
   return function()
     seq = seq + 1
@@ -32,7 +23,7 @@ common.install(function(opt)
       '"user_id":"user_%d","session_id":"sess_%d","data":{"sent_at_us":%d,"thread":%d,"seq":%d,' ..
       '"amount":%d,"currency":"EUR","items":[{"sku":"sku-%d","qty":2}],"note":"benchmark event"},' ..
       '"metadata":{"ip_address":"10.0.0.%d","user_agent":"bench/1.0"}}',
-      event_type, math.random(0, 49999), math.random(0, 19999), wall_us(), thread_no or 0, seq,
+      event_type, math.random(0, 49999), math.random(0, 19999), common.wall_us(), thread_no or 0, seq,
       math.random(0, 999), math.random(0, 299), math.random(0, 249))
     return wrk.format("POST", path, headers, body)
   end

@@ -25,7 +25,7 @@ local pages = {"/", "/pricing", "/products", "/products/item", "/checkout", "/bl
 
 common.install(function(opt)
   local users = tonumber(opt.users) or 50000
-  local path = wrk.path ~= "" and wrk.path or "/api/v1/events/frontend"
+  local path = common.path("/api/v1/events/frontend")
   local headers = {
     ["Content-Type"] = "application/json",
     ["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",

@@ -7,7 +7,7 @@ local common = dofile(dir .. "wrk_common.lua")
 
 common.install(function(opt)
   local users = tonumber(opt.users)
-  local path = wrk.path ~= "" and wrk.path or "/"
+  local path = common.path("/")
   if users == nil then
     local req = wrk.format("GET", path)
     return function() return req end

@@ -37,7 +37,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-. scripts/lib.sh
+# shellcheck source-path=SCRIPTDIR/.. source=bench/lib.sh
+. bench/lib.sh
 
 DURATION=${DURATION:-15}
 WARMUP=${WARMUP:-3}
@@ -58,137 +59,22 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 FRONTEND_TRACK=${FRONTEND_TRACK:-1}
 COPY_ROWS=100000
 DB=event_bench
-# Ports other local setups use: never ours.
-RESERVED_PORTS=" 54329 42229 55999 42999 8208 18208 "
 
 # The write key of the tracking API in this run's config (HTTP Basic user).
 TRACK_KEY=bench_wk_$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+require_tools cmake wrk pgbench psql nats-server curl ss awk sort
+install_cleanup
 
-for tool in cmake wrk pgbench psql nats-server curl ss awk sort; do
-  command -v "$tool" >/dev/null || die "$tool not found (scripts/deps.sh installs the toolchain)"
-done
-[ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ] || die "PostgreSQL server binaries not found under /usr/lib/postgresql"
-
-# The service takes these from the environment over its config file; psql and
-# pgbench take PG*. None of the caller's may leak into this run.
-unset SERVICE_PORT SERVICE_NAME LOG_LEVEL DATABASE_URL POSTGRES_HOST POSTGRES_PORT POSTGRES_DB \
-  POSTGRES_USER POSTGRES_PASSWORD NATS_URL NATS_ENABLED CONSUL_HOST CONSUL_PORT CONSUL_ENABLED \
-  RUDDERSTACK_WEBHOOK_SECRET BATCH_SIZE PROCESSING_INTERVAL \
-  PGHOST PGPORT PGDATABASE PGUSER PGOPTIONS PGSERVICE PGSERVICEFILE
-
-# --- cleanup -----------------------------------------------------------------
-
-WORK=""
-SVC_PID=""
-CHILD_PID=""
-NATS_DIR=""
-PG_DIR=""
-
-alive() { # alive PID: running and not a zombie
-  local s
-  s=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ -n $s && $s != Z* ]]
-}
-
-stop_service() {
-  [ -n "$SVC_PID" ] || return 0
-  local workers
-  workers=$(ps -o pid= --ppid "$SVC_PID" 2>/dev/null | tr -s ' \n' ' ' || true)
-  kill -TERM "$SVC_PID" 2>/dev/null || true
-  for _ in $(seq 1 150); do alive "$SVC_PID" || break; sleep 0.1; done
-  if alive "$SVC_PID"; then
-    log "service did not stop within 15 s of SIGTERM; killing it"
-    kill -KILL "$SVC_PID" 2>/dev/null || true
-  fi
-  wait "$SVC_PID" 2>/dev/null || true
-  for w in $workers; do
-    for _ in $(seq 1 50); do alive "$w" || break; sleep 0.1; done
-    alive "$w" && kill -KILL "$w" 2>/dev/null || true
-  done
-  SVC_PID=""
-}
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  set +e
-  if [ -n "$CHILD_PID" ]; then
-    kill -TERM "$CHILD_PID" 2>/dev/null
-    wait "$CHILD_PID" 2>/dev/null
-  fi
-  stop_service
-  [ -n "$NATS_DIR" ] && nats_stop "$NATS_DIR"
-  [ -n "$PG_DIR" ] && pg_stop "$PG_DIR"
-  if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-    if [ -n "$LOG_DIR" ]; then
-      mkdir -p "$LOG_DIR"
-      cp "$WORK"/out/* "$LOG_DIR"/ 2>/dev/null
-      cp "$WORK"/service.log "$WORK"/event_service.yaml "$LOG_DIR"/ 2>/dev/null
-      cp "$PG_DIR"/postgres.log "$NATS_DIR"/nats.log "$LOG_DIR"/ 2>/dev/null
-      log "logs and raw outputs copied to $LOG_DIR"
-    fi
-    rm -rf "$WORK"
-  fi
-  [ "$rc" -ne 0 ] && log "stopped (exit $rc); everything this run started is stopped"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# run_child OUT CMD...: runs CMD in the background with its output in OUT and
-# waits for it, so that a signal reaches our trap at once (and the trap stops
-# the child). Returns CMD's exit status.
-run_child() {
-  local out=$1 rc=0
-  shift
-  "$@" >"$out" 2>&1 &
-  CHILD_PID=$!
-  wait "$CHILD_PID" || rc=$?
-  CHILD_PID=""
-  return "$rc"
-}
+# The CPU table: service, postgres, nats, client (the load generator), other, all.
+CPU_LABEL_WIDTH=42
+CPU_DECIMALS=0
+CPU_WIDTHS="8 8 6 8 7 8"
 
 # --- helpers -------------------------------------------------------------------
 
-# pick_port VAR: a TCP port no socket on this host uses, below the kernel's
-# ephemeral range (which outgoing connections draw from at any moment), not
-# reserved, not picked before. A port can still be taken between this check
-# and our bind: the starts below retry with a new port.
-TAKEN_PORTS=" "
-EPHEMERAL_LOW=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-pick_port() {
-  local p hi=$((EPHEMERAL_LOW > 20000 ? EPHEMERAL_LOW : 65535))
-  for _ in $(seq 1 500); do
-    p=$((20000 + RANDOM % (hi - 20000)))
-    [[ $RESERVED_PORTS == *" $p "* || $TAKEN_PORTS == *" $p "* ]] && continue
-    if [ -z "$(ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null)" ]; then
-      TAKEN_PORTS+="$p "
-      printf -v "$1" '%s' "$p"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
-
-psqlq() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$DB" "$@"; }
-sql() { psqlq -Atc "$1"; }
-
-COMMANDS=()
-record_cmd() { COMMANDS+=("$*"); }
-
-# kv FILE KEY: the value of KEY=value on FILE's RESULT line.
-kv() { grep -m1 '^RESULT ' "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }'; }
-
 # pct P: the P-th percentile (nearest rank) of the numbers on stdin, one a line.
 pct() { sort -n | awk -v p="$1" '{ v[NR] = $1 } END { if (NR == 0) { print "nan"; exit } i = int(NR * p / 100 + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR; print v[i] }'; }
-
-fmt() { awk -v x="$1" -v d="${2:-0}" 'BEGIN { if (x == "" || x == "nan") print "n/a"; else printf "%.*f", d, x }'; }
-calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
-mean() { printf '%s\n' "$@" | awk '{ s += $1; n++ } END { printf "%.3f", n ? s / n : 0 }'; }
 
 # wrk_run NAME SCRIPT PATH CONNS DURATION [-- ARGS...]: one measured wrk run;
 # output in $OUT/NAME.txt.
@@ -221,93 +107,10 @@ pgbench_run() {
   run_child "$OUT/$name.txt" "${cmd[@]}" || die "pgbench failed for $name: $(tail -n 8 "$OUT/$name.txt")"
   cat "$WORK/pgblog/$name".* | awk '{ printf "%.3f\n", $3 / 1000 }' >"$OUT/$name.lat"
 }
-pgb_tps() { awk '/^tps = / { print $3; exit }' "$1"; }
-pgb_failed() { awk -F': ' '/number of failed transactions/ { split($2, a, " "); print a[1]; exit }' "$1"; }
 
 event_count() { sql "SELECT count(*) FROM event.events"; }
 
 checkpoint() { sql "CHECKPOINT" >/dev/null; }
-
-# CPU accounting from /proc, in clock ticks. A process's own time plus what
-# its reaped children used (so backends and workers that exited still count).
-CLK_TCK=$(getconf CLK_TCK)
-proc_ticks() { awk '{ sub(/^[^)]*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-tree_ticks() {
-  local t c
-  t=$(proc_ticks "$1")
-  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do t=$((t + $(proc_ticks "$c"))); done
-  echo "$t"
-}
-# cpu_snap: "service postgres nats client busy steal total" ticks now. client
-# is what this shell's waited-for children used (the load generator).
-cpu_snap() {
-  local svc=0 pg nats client
-  # A backend that exits shows no CPU time while it is a zombie, and counts in
-  # the postmaster's cutime only once reaped; one reaped between our reads of
-  # the parent and of its children would count in neither. So wait (bounded)
-  # until the postmaster's children are the same over two polls, none a zombie.
-  local kids prev=""
-  for _ in $(seq 1 40); do
-    kids=$(ps -o pid=,stat= --ppid "$PM_PID" 2>/dev/null | tr -s ' \n' ' ')
-    [[ $kids == "$prev" && $kids != *Z* ]] && break
-    prev=$kids
-    sleep 0.05
-  done
-  [ -n "$SVC_PID" ] && svc=$(tree_ticks "$SVC_PID")
-  pg=$(tree_ticks "$PM_PID")
-  nats=$(proc_ticks "$NATS_PID")
-  client=$(awk '{ sub(/^[^)]*\) /, ""); print $14 + $15 }' "/proc/$$/stat")
-  echo "$svc $pg $nats $client $(awk '/^cpu / { t = $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9;
-    print $2 + $3 + $4 + $7 + $8, $9, t }' /proc/stat)"
-}
-# cpu_row LABEL BEFORE AFTER EVENTS: one line of the CPU table.
-CPU_ROWS=()
-cpu_row() {
-  CPU_ROWS+=("$(awk -v label="$1" -v b="$2" -v a="$3" -v n="$4" -v hz="$CLK_TCK" 'BEGIN {
-    split(b, x, " "); split(a, y, " ");
-    for (i = 1; i <= 7; i++) d[i] = y[i] - x[i];
-    us = (n > 0) ? 1e6 / hz / n : 0;
-    other = d[5] - d[1] - d[2] - d[3] - d[4]; if (other < 0) other = 0;
-    printf "  %-42s %8.0f %8.0f %6.0f %8.0f %7.0f %8.0f %5.0f%% %5.1f%%",
-      label, d[1] * us, d[2] * us, d[3] * us, d[4] * us, other * us, d[5] * us,
-      (d[7] > 0 ? 100 * d[5] / d[7] : 0), (d[7] > 0 ? 100 * d[6] / d[7] : 0) }')")
-}
-# js_stream_state STREAM: "messages last_seq" of a JetStream stream on our
-# nats-server ("? ?" when unknown), asked over the plain NATS protocol.
-js_stream_state() {
-  local line payload="" fd msgs seq
-  if ! exec {fd}<>"/dev/tcp/127.0.0.1/$NATS_PORT"; then echo "? ?"; return 0; fi
-  read -r -t 2 -u "$fd" line || true # INFO
-  printf 'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.bench.si 1\r\nPUB $JS.API.STREAM.INFO.%s _INBOX.bench.si 0\r\n\r\n' "$1" >&"$fd"
-  while read -r -t 3 -u "$fd" line; do
-    line=${line%$'\r'}
-    case $line in
-      PING) printf 'PONG\r\n' >&"$fd" ;;
-      MSG*) read -r -t 2 -u "$fd" payload || true; break ;;
-    esac
-  done
-  exec {fd}>&-
-  msgs=$(grep -o '"messages":[0-9]*' <<<"$payload" | head -n1 | cut -d: -f2 || true)
-  seq=$(grep -o '"last_seq":[0-9]*' <<<"$payload" | head -n1 | cut -d: -f2 || true)
-  echo "${msgs:-?} ${seq:-?}"
-}
-# js_published: the stream's last sequence (messages ever accepted) once it
-# stops moving (acks of a run may still be arriving), waiting at most 5 s.
-js_published() {
-  local a b
-  a=$(js_stream_state event-stream | cut -d' ' -f2)
-  for _ in $(seq 1 10); do
-    sleep 0.5
-    b=$(js_stream_state event-stream | cut -d' ' -f2)
-    [ "$a" = "$b" ] && break
-    a=$b
-  done
-  echo "$a"
-}
-# pub_delta BEFORE AFTER: messages published in between, or "?".
-pub_delta() { if [[ $1 =~ ^[0-9]+$ && $2 =~ ^[0-9]+$ ]]; then echo $(($2 - $1)); else echo "?"; fi; }
-
-pgb_count() { awk -F': ' '/number of transactions actually processed/ { split($2, a, "/"); print a[1]; exit }' "$1"; }
 
 # n2xx FILE: the 2xx answers on FILE's RESULT line.
 n2xx() { kv "$1" statuses | tr ',' '\n' | awk -F: '$1 >= 200 && $1 <= 299 { s += $2 } END { print s + 0 }'; }
@@ -343,75 +146,19 @@ path_mean() { path_vals "$1" "$2" | awk '{ s += $1; n++ } END { printf "%.3f", n
 
 # --- build and start -----------------------------------------------------------
 
-BIN=$ROOT/build/bench/event-service
-if [ "$SKIP_BUILD" != 1 ]; then
-  log "building the Release binary (build/bench)"
-  cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release -DES_TESTS=OFF >/dev/null
-  cmake --build build/bench -j2 >/dev/null
-fi
-[ -x "$BIN" ] || die "$BIN missing"
-GIT_DESC=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
-if [ -n "$(git status --porcelain --untracked-files=no -- . ':!bench' 2>/dev/null)" ]; then
-  GIT_DESC+=" + uncommitted changes outside bench/"
-fi
-
-WORK=$(mktemp -d /tmp/es-bench.XXXXXX)
-chmod 755 "$WORK"
-OUT=$WORK/out
-mkdir -p "$OUT" "$WORK/pgblog"
-PG_DIR=$WORK/pg
-NATS_DIR=$WORK/nats
-started=0
-for attempt in 1 2 3; do
-  pick_port PG_PORT
-  log "starting PostgreSQL on 127.0.0.1:$PG_PORT (fsync on, synchronous_commit on) under $PG_DIR"
-  if pg_start "$PG_DIR" "$PG_PORT" "shared_buffers=$PG_SHARED_BUFFERS" max_wal_size=4GB; then
-    started=1
-    break
-  fi
-  log "  PostgreSQL did not start (attempt $attempt): $(grep -E 'FATAL|ERROR' "$PG_DIR/postgres.log" | tail -n 1)"
-done
-[ "$started" = 1 ] || die "PostgreSQL did not start; see $PG_DIR/postgres.log"
+build_service
+make_workdir es-bench
+mkdir -p "$WORK/pgblog"
+start_postgres "shared_buffers=$PG_SHARED_BUFFERS" max_wal_size=4GB
 pg_createdb "$PG_PORT" "$DB"
-PM_PID=$(head -n1 "$PG_DIR/data/postmaster.pid")
-PG_SETTINGS=$(sql "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ' ' ORDER BY name)
-  FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method',
-  'shared_buffers', 'max_connections', 'max_wal_size', 'commit_delay')")
-PG_VERSION_STR=$(sql "SHOW server_version")
-log "  $PG_SETTINGS"
-[[ $PG_SETTINGS == *"fsync=on"* && $PG_SETTINGS == *"synchronous_commit=on"* ]] ||
-  die "PostgreSQL is not running with fsync and synchronous_commit on"
-
-started=0
-for attempt in 1 2 3; do
-  pick_port NATS_PORT
-  log "starting nats-server on 127.0.0.1:$NATS_PORT"
-  rm -f "$NATS_DIR/nats.log" "$NATS_DIR/nats.pid"
-  if nats_start "$NATS_DIR" "$NATS_PORT"; then
-    started=1
-    break
-  fi
-  nats_stop "$NATS_DIR"
-  log "  nats-server did not start (attempt $attempt): $(tail -n 1 "$NATS_DIR/nats.log" 2>/dev/null)"
-done
-[ "$started" = 1 ] || die "nats-server did not start"
-NATS_PID=$(cat "$NATS_DIR/nats.pid")
+pg_describe "setting || coalesce(unit, '')" fsync synchronous_commit full_page_writes wal_sync_method \
+  shared_buffers max_connections max_wal_size commit_delay
+start_nats
 
 CONFIG=$WORK/event_service.yaml
+# PROCESSORS is 0 by default: the ingest and query paths are measured alone.
 write_config() {
-  cat >"$CONFIG" <<EOF
-# written by bench/ingest.sh
-service:
-  bind: 127.0.0.1
-  port: $SVC_PORT
-workers:
-  api: 2
-  processor: $PROCESSORS   # 0: the ingest and query paths are measured alone
-  replay: 0
-database:
-  url: "postgresql://postgres@127.0.0.1:$PG_PORT/$DB"
-nats:
-  url: "nats://127.0.0.1:$NATS_PORT"
+  service_config 2 "$PROCESSORS" 0 <<EOF
 frontend:
   rate_limit_per_minute: 0   # off: every wrk connection comes from 127.0.0.1
 tracking:
@@ -421,27 +168,7 @@ logging:
 EOF
 }
 
-ready=0
-for attempt in 1 2 3; do
-  pick_port SVC_PORT
-  write_config
-  "$BIN" -t -c "$CONFIG" >/dev/null || die "the service refuses the generated config $CONFIG"
-  log "starting event-service on 127.0.0.1:$SVC_PORT (2 API workers, $PROCESSORS processor workers)"
-  "$BIN" -c "$CONFIG" >"$WORK/service.log" 2>&1 &
-  SVC_PID=$!
-  code=000
-  for _ in $(seq 1 300); do
-    alive "$SVC_PID" || break
-    code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$SVC_PORT/health/ready" || true)
-    if [ "$code" = 200 ]; then ready=1; break; fi
-    sleep 0.1
-  done
-  [ "$ready" = 1 ] && break
-  log "  event-service not ready (attempt $attempt, last /health/ready: $code): $(tail -n 3 "$WORK/service.log")"
-  stop_service
-done
-[ "$ready" = 1 ] || die "event-service did not become ready; see the lines above"
-SVC_VERSION=$("$BIN" -v 2>/dev/null || echo "?")
+start_service "2 API workers, $PROCESSORS processor workers"
 log "  ready: $(curl -s -m 2 "http://127.0.0.1:$SVC_PORT/health/ready")"
 
 # One request end to end before measuring: a wrong answer here is no benchmark.
@@ -756,8 +483,6 @@ SVC_ALIVE=$(alive "$SVC_PID" && echo yes || echo "NO (exited)")
 
 # --- report ------------------------------------------------------------------------
 
-pass() { awk -v x="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == ">=") ? (x >= t) : (x < t); print ok ? "PASS" : "FAIL" }'; }
-
 {
   echo
   echo "================================================================================================"
@@ -825,7 +550,7 @@ pass() { awk -v x="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == ">=") ? (x >= t
   printf '%-44s %14s\n' "  non-2xx + socket errors (query/stats/user)" "$Q_NON2XX / $S_NON2XX / $SU_NON2XX"
   echo "------------------------------------------------------------------------------------------------"
   echo " CPU per stored event, or per query (us), by process group; busy and steal in % of the machine:"
-  printf '  %-42s %8s %8s %6s %8s %7s %8s %6s %6s\n' "" service postgres nats client other "all" busy steal
+  cpu_header service postgres nats client other "all"
   printf '%s\n' "${CPU_ROWS[@]}"
   echo "------------------------------------------------------------------------------------------------"
   echo " checks:"
@@ -849,5 +574,5 @@ pass() { awk -v x="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == ">=") ? (x >= t
 
 if [ "$SVC_WARNINGS" -gt 0 ]; then
   echo " service log (warn and above), most frequent messages:"
-  sed -E 's/"(ts|time|request_id|pid)":"?[^,"]*"?,?//g; s/[0-9]+/N/g' "$WORK/service.log" | sort | uniq -c | sort -rn | head -n 8
+  summarize_log "$WORK/service.log"
 fi

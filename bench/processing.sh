@@ -33,7 +33,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-. scripts/lib.sh
+# shellcheck source-path=SCRIPTDIR/.. source=bench/lib.sh
+. bench/lib.sh
 
 N=${N:-100000}
 WORKERS=${WORKERS:-"1 2 4"}
@@ -52,60 +53,15 @@ DB=event_proc
 # jobs, on a 2-core machine of this kind (events/s by process count). They
 # were not measured by this script.
 declare -A GRAPHILE=([1]=20000 [2]=31000)
-# Ports other local setups use: never ours.
-RESERVED_PORTS=" 54329 42229 55999 42999 8208 18208 "
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-for v in N BATCH CLAIM ROUNDS POLL_MS DRAIN_TIMEOUT; do
-  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
-done
+require_positive N BATCH CLAIM ROUNDS POLL_MS DRAIN_TIMEOUT
 for w in $WORKERS; do [[ $w =~ ^[1-9][0-9]*$ ]] || die "WORKERS must list positive integers"; done
-for tool in cmake pgbench psql nats-server ss awk sort; do
-  command -v "$tool" >/dev/null || die "$tool not found (scripts/deps.sh installs the toolchain)"
-done
-[ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ] || die "PostgreSQL server binaries not found under /usr/lib/postgresql"
-
-# The service takes these from the environment over its config file; psql and
-# pgbench take PG*. None of the caller's may leak into this run.
-unset SERVICE_PORT SERVICE_NAME LOG_LEVEL DATABASE_URL POSTGRES_HOST POSTGRES_PORT POSTGRES_DB \
-  POSTGRES_USER POSTGRES_PASSWORD NATS_URL NATS_ENABLED CONSUL_HOST CONSUL_PORT CONSUL_ENABLED \
-  RUDDERSTACK_WEBHOOK_SECRET BATCH_SIZE PROCESSING_INTERVAL \
-  PGHOST PGPORT PGDATABASE PGUSER PGOPTIONS PGSERVICE PGSERVICEFILE
+require_tools cmake pgbench psql nats-server ss awk sort
 
 # --- cleanup -----------------------------------------------------------------
 
-WORK=""
-SVC_PID=""
-CHILD_PID=""
-NATS_DIR=""
-PG_DIR=""
+# Besides what bench/lib.sh's cleanup stops: the polling psql session.
 POLLER_OPEN=0
-
-alive() { # alive PID: running and not a zombie
-  local s
-  s=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ -n $s && $s != Z* ]]
-}
-
-stop_service() {
-  [ -n "$SVC_PID" ] || return 0
-  local workers w
-  workers=$(ps -o pid= --ppid "$SVC_PID" 2>/dev/null | tr -s ' \n' ' ' || true)
-  kill -TERM "$SVC_PID" 2>/dev/null || true
-  for _ in $(seq 1 150); do alive "$SVC_PID" || break; sleep 0.1; done
-  if alive "$SVC_PID"; then
-    log "service did not stop within 15 s of SIGTERM; killing it"
-    kill -KILL "$SVC_PID" 2>/dev/null || true
-  fi
-  wait "$SVC_PID" 2>/dev/null || true
-  for w in $workers; do
-    for _ in $(seq 1 50); do alive "$w" || break; sleep 0.1; done
-    alive "$w" && kill -KILL "$w" 2>/dev/null || true
-  done
-  SVC_PID=""
-}
 
 # A persistent psql session for the polls (no process or backend started per
 # poll). Queries go in on its stdin, one answer line comes back per query.
@@ -119,7 +75,7 @@ poll_open() {
 # poll SQL: runs one single-row, single-line query; the answer is in $ANSWER.
 poll() {
   printf '%s;\n' "$1" >&"$POLLER_IN" || die "the polling psql is gone"
-  IFS= read -r -t 10 -u "$POLLER_OUT" ANSWER || die "the polling psql did not answer: $1"
+  IFS= guarded_read -r -t 10 -u "$POLLER_OUT" ANSWER || die "the polling psql did not answer: $1"
 }
 poll_close() {
   [ "$POLLER_OPEN" = 1 ] || return 0
@@ -128,225 +84,36 @@ poll_close() {
   wait "$POLLER_PROC" 2>/dev/null || true
 }
 
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  set +e
-  if [ -n "$CHILD_PID" ]; then
-    kill -TERM "$CHILD_PID" 2>/dev/null
-    wait "$CHILD_PID" 2>/dev/null
-  fi
+cleanup_hook_pre() {
   if [ "$POLLER_OPEN" = 1 ]; then
     kill -TERM "$POLLER_PROC" 2>/dev/null
     poll_close
   fi
-  stop_service
-  [ -n "$NATS_DIR" ] && nats_stop "$NATS_DIR"
-  [ -n "$PG_DIR" ] && pg_stop "$PG_DIR"
-  if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-    if [ -n "$LOG_DIR" ]; then
-      mkdir -p "$LOG_DIR"
-      cp "$WORK"/out/* "$LOG_DIR"/ 2>/dev/null
-      cp "$WORK"/event_service.yaml "$LOG_DIR"/ 2>/dev/null
-      cp "$PG_DIR"/postgres.log "$NATS_DIR"/nats.log "$LOG_DIR"/ 2>/dev/null
-      log "logs and raw outputs copied to $LOG_DIR"
-    fi
-    rm -rf "$WORK"
-  fi
-  [ "$rc" -ne 0 ] && log "stopped (exit $rc); everything this run started is stopped"
-  exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+install_cleanup
 
 # --- helpers -------------------------------------------------------------------
 
-# pick_port VAR: a TCP port no socket on this host uses, below the kernel's
-# ephemeral range, not reserved, not picked before.
-TAKEN_PORTS=" "
-EPHEMERAL_LOW=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-pick_port() {
-  local p hi=$((EPHEMERAL_LOW > 20000 ? EPHEMERAL_LOW : 65535))
-  for _ in $(seq 1 500); do
-    p=$((20000 + RANDOM % (hi - 20000)))
-    [[ $RESERVED_PORTS == *" $p "* || $TAKEN_PORTS == *" $p "* ]] && continue
-    if [ -z "$(ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null)" ]; then
-      TAKEN_PORTS+="$p "
-      printf -v "$1" '%s' "$p"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
+COMMANDS_UNIQUE=1 # a command run again (another round, another phase) is listed once
 
-psqlq() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$DB" "$@"; }
-sql() { psqlq -Atc "$1"; }
-sql_admin() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atc "$1"; }
-
-COMMANDS=()
-record_cmd() { local c="$*"; [[ " ${COMMANDS[*]-} " == *"$c"* ]] || COMMANDS+=("$c"); }
-
-fmt() { awk -v x="$1" -v d="${2:-0}" 'BEGIN { if (x == "" || x == "nan" || x == "?") print "n/a"; else printf "%.*f", d, x }'; }
-calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
-mean() { printf '%s\n' "$@" | awk '{ s += $1; n++ } END { printf "%.3f", n ? s / n : 0 }'; }
-
-# CPU accounting from /proc, in clock ticks (as bench/ingest.sh does).
-CLK_TCK=$(getconf CLK_TCK)
-proc_ticks() { awk '{ sub(/^[^)]*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-tree_ticks() {
-  local t c
-  t=$(proc_ticks "$1")
-  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do t=$((t + $(proc_ticks "$c"))); done
-  echo "$t"
-}
-# cpu_snap: "service postgres nats client busy steal total" ticks now. client
-# is what this shell's waited-for children used (pgbench, psql).
-cpu_snap() {
-  local svc=0 pg nats client kids prev=""
-  # Wait (bounded) until the postmaster's children are the same over two
-  # polls, none a zombie: an exiting backend's time shows only once reaped.
-  for _ in $(seq 1 40); do
-    kids=$(ps -o pid=,stat= --ppid "$PM_PID" 2>/dev/null | tr -s ' \n' ' ')
-    [[ $kids == "$prev" && $kids != *Z* ]] && break
-    prev=$kids
-    sleep 0.05
-  done
-  [ -n "$SVC_PID" ] && svc=$(tree_ticks "$SVC_PID")
-  pg=$(tree_ticks "$PM_PID")
-  nats=$(proc_ticks "$NATS_PID")
-  client=$(awk '{ sub(/^[^)]*\) /, ""); print $14 + $15 }' "/proc/$$/stat")
-  echo "$svc $pg $nats $client $(awk '/^cpu / { t = $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9;
-    print $2 + $3 + $4 + $7 + $8, $9, t }' /proc/stat)"
-}
-# cpu_row LABEL BEFORE AFTER EVENTS: one line of the CPU table; sets CPU_BUSY
-# and CPU_STEAL (% of the machine over the interval).
-CPU_ROWS=()
-cpu_row() {
-  local line
-  line=$(awk -v label="$1" -v b="$2" -v a="$3" -v n="$4" -v hz="$CLK_TCK" 'BEGIN {
-    split(b, x, " "); split(a, y, " ");
-    for (i = 1; i <= 7; i++) d[i] = y[i] - x[i];
-    us = (n > 0) ? 1e6 / hz / n : 0;
-    other = d[5] - d[1] - d[2] - d[3] - d[4]; if (other < 0) other = 0;
-    printf "%.0f|%.1f|  %-34s %8.1f %8.1f %6.1f %8.1f %7.1f %8.1f %5.0f%% %5.1f%%",
-      (d[7] > 0 ? 100 * d[5] / d[7] : 0), (d[7] > 0 ? 100 * d[6] / d[7] : 0),
-      label, d[1] * us, d[2] * us, d[3] * us, d[4] * us, other * us, d[5] * us,
-      (d[7] > 0 ? 100 * d[5] / d[7] : 0), (d[7] > 0 ? 100 * d[6] / d[7] : 0) }')
-  CPU_BUSY=${line%%|*}
-  line=${line#*|}
-  CPU_STEAL=${line%%|*}
-  CPU_ROWS+=("${line#*|}")
-}
-
-# js_stream_state STREAM: "messages last_seq" of a JetStream stream on our
-# nats-server ("0 0" when it does not exist yet, "? ?" when unknown), asked
-# over the plain NATS protocol.
-js_stream_state() {
-  local line payload="" fd msgs seq
-  if ! exec {fd}<>"/dev/tcp/127.0.0.1/$NATS_PORT"; then echo "? ?"; return 0; fi
-  read -r -t 2 -u "$fd" line || true # INFO
-  printf 'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.bench.si 1\r\nPUB $JS.API.STREAM.INFO.%s _INBOX.bench.si 0\r\n\r\n' "$1" >&"$fd"
-  while read -r -t 3 -u "$fd" line; do
-    line=${line%$'\r'}
-    case $line in
-      PING) printf 'PONG\r\n' >&"$fd" ;;
-      MSG*) read -r -t 2 -u "$fd" payload || true; break ;;
-    esac
-  done
-  exec {fd}>&-
-  if [[ $payload == *'"code":404'* ]]; then echo "0 0"; return 0; fi
-  msgs=$(grep -o '"messages":[0-9]*' <<<"$payload" | head -n1 | cut -d: -f2 || true)
-  seq=$(grep -o '"last_seq":[0-9]*' <<<"$payload" | head -n1 | cut -d: -f2 || true)
-  echo "${msgs:-?} ${seq:-?}"
-}
-# js_published: the stream's last sequence once it stops moving (acks of a
-# run may still be arriving), waiting at most 5 s.
-js_published() {
-  local a b
-  a=$(js_stream_state event-stream | cut -d' ' -f2)
-  for _ in $(seq 1 10); do
-    sleep 0.5
-    b=$(js_stream_state event-stream | cut -d' ' -f2)
-    [ "$a" = "$b" ] && break
-    a=$b
-  done
-  echo "$a"
-}
-pub_delta() { if [[ $1 =~ ^[0-9]+$ && $2 =~ ^[0-9]+$ ]]; then echo $(($2 - $1)); else echo "?"; fi; }
+# The CPU table: service, postgres, nats, client (pgbench, psql), other, all.
+CPU_LABEL_WIDTH=34
+CPU_DECIMALS=1
+CPU_WIDTHS="8 8 6 8 7 8"
 
 # --- build and start -----------------------------------------------------------
 
-BIN=$ROOT/build/bench/event-service
-if [ "$SKIP_BUILD" != 1 ]; then
-  log "building the Release binary (build/bench)"
-  cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release -DES_TESTS=OFF >/dev/null
-  cmake --build build/bench -j2 >/dev/null
-fi
-[ -x "$BIN" ] || die "$BIN missing"
-GIT_DESC=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
-if [ -n "$(git status --porcelain --untracked-files=no -- . ':!bench' 2>/dev/null)" ]; then
-  GIT_DESC+=" + uncommitted changes outside bench/"
-fi
-SVC_VERSION=$("$BIN" -v 2>/dev/null || echo "?")
-
-WORK=$(mktemp -d /tmp/es-procbench.XXXXXX)
-chmod 755 "$WORK"
-OUT=$WORK/out
-mkdir -p "$OUT"
-PG_DIR=$WORK/pg
-NATS_DIR=$WORK/nats
-started=0
-for attempt in 1 2 3; do
-  pick_port PG_PORT
-  log "starting PostgreSQL on 127.0.0.1:$PG_PORT (fsync on, synchronous_commit on) under $PG_DIR"
-  if pg_start "$PG_DIR" "$PG_PORT" "shared_buffers=$PG_SHARED_BUFFERS" max_wal_size=4GB; then
-    started=1
-    break
-  fi
-  log "  PostgreSQL did not start (attempt $attempt): $(grep -E 'FATAL|ERROR' "$PG_DIR/postgres.log" | tail -n 1)"
-done
-[ "$started" = 1 ] || die "PostgreSQL did not start; see $PG_DIR/postgres.log"
-PM_PID=$(head -n1 "$PG_DIR/data/postmaster.pid")
-PG_SETTINGS=$(sql_admin "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ' ' ORDER BY name)
-  FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method',
-  'shared_buffers', 'max_connections', 'max_wal_size', 'commit_delay', 'autovacuum')")
-PG_VERSION_STR=$(sql_admin "SHOW server_version")
-log "  $PG_SETTINGS"
-[[ $PG_SETTINGS == *"fsync=on"* && $PG_SETTINGS == *"synchronous_commit=on"* ]] ||
-  die "PostgreSQL is not running with fsync and synchronous_commit on"
-
-started=0
-for attempt in 1 2 3; do
-  pick_port NATS_PORT
-  log "starting nats-server on 127.0.0.1:$NATS_PORT"
-  rm -f "$NATS_DIR/nats.log" "$NATS_DIR/nats.pid"
-  if nats_start "$NATS_DIR" "$NATS_PORT"; then
-    started=1
-    break
-  fi
-  nats_stop "$NATS_DIR"
-  log "  nats-server did not start (attempt $attempt): $(tail -n 1 "$NATS_DIR/nats.log" 2>/dev/null)"
-done
-[ "$started" = 1 ] || die "nats-server did not start"
-NATS_PID=$(cat "$NATS_DIR/nats.pid")
+build_service
+make_workdir es-procbench
+start_postgres "shared_buffers=$PG_SHARED_BUFFERS" max_wal_size=4GB
+pg_describe "setting || coalesce(unit, '')" fsync synchronous_commit full_page_writes wal_sync_method \
+  shared_buffers max_connections max_wal_size commit_delay autovacuum
+start_nats
 
 CONFIG=$WORK/event_service.yaml
 # write_config W: the service with one API worker and W processor workers.
 write_config() {
-  cat >"$CONFIG" <<EOF
-# written by bench/processing.sh
-service:
-  bind: 127.0.0.1
-  port: $SVC_PORT
-workers:
-  api: 1
-  processor: $1
-  replay: 0
-database:
-  url: "postgresql://postgres@127.0.0.1:$PG_PORT/$DB"
-nats:
-  url: "nats://127.0.0.1:$NATS_PORT"
+  service_config 1 "$1" 0 <<EOF
 processing:
   batch_size: $BATCH
 logging:
@@ -404,7 +171,7 @@ prepare_db() {
 # Fork-free helpers for the polling loop, so that polling costs the machine
 # no more than the one psql session's queries.
 exec {SLEEP_FD}<> <(:)
-nap_ms() { read -r -t "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))" -u "$SLEEP_FD" _ || true; }
+nap_ms() { guarded_read -r -t "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))" -u "$SLEEP_FD" _ || true; }
 now_us() { local t=$EPOCHREALTIME; NOW_US=$((10#${t//[.,]/})); }
 us_to_s() { printf '%d.%06d' $(($1 / 1000000)) $(($1 % 1000000)); }
 running() { # running PID: alive and not a zombie, read from /proc
@@ -468,7 +235,7 @@ run_service() {
   for attempt in 1 2 3; do
     log "$label: preparing $N queued events"
     prepare_db "$w"
-    p0=$(js_stream_state event-stream | cut -d' ' -f2)
+    p0=$(js_last_seq)
     poll_open
     c0=$(cpu_snap)
     record_cmd "event-service -c <config: workers.api 1, workers.processor W, processing.batch_size $BATCH, logging.level warn>"
@@ -581,7 +348,7 @@ run_pgbench() {
   [ "$rc" = 0 ] || die "$label: pgbench failed (exit $rc): $(tail -n 8 "$out")"
   [ "$DRAIN_DEAD" = 0 ] || die "$label: pgbench ended before the queue was empty: $(tail -n 8 "$out")"
   secs=$(us_to_s $((T_END_US - t0)))
-  failed=$(awk -F': ' '/number of failed transactions/ { split($2, a, " "); print a[1]; exit }' "$out")
+  failed=$(pgb_failed "$out")
   cpu_row "pgbench $kind, W=$w, r$r" "$c0" "$c1" "$N"
   BUSY[$kind.$key]="$CPU_BUSY/$CPU_STEAL"
   if [ "$kind" = raw ]; then
@@ -629,14 +396,13 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(($(date +%s) - T_START))
-PG_ERRORS=$(grep -cE 'ERROR|FATAL|PANIC' "$PG_DIR/postgres.log" || true)
+PG_ERRORS=$(pg_log_errors)
 touch "$OUT/service_draining.log" "$OUT/service_shutdown.log"
 SVC_WARNINGS=$(grep -c . "$OUT/service_draining.log" || true)
 SVC_WARNINGS_STOP=$(grep -c . "$OUT/service_shutdown.log" || true)
 
 # --- report ------------------------------------------------------------------------
 
-pass() { awk -v x="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == ">=") ? (x >= t) : (op == ">") ? (x > t) : (x < t); print ok ? "PASS" : "FAIL" }'; }
 mean_of() { # mean_of ARRAYNAME W: mean over the rounds
   local -n arr=$1
   local vals=() r
@@ -701,7 +467,7 @@ per_round() { # per_round ARRAYNAME W: "a b" figures of each round
   done
   echo "--------------------------------------------------------------------------------------------------------------------"
   echo " CPU per event (us) by process group over each drain; busy and steal in % of the whole machine:"
-  printf '  %-34s %8s %8s %6s %8s %7s %8s %6s %6s\n' "" service postgres nats client other "all" busy steal
+  cpu_header service postgres nats client other "all"
   printf '%s\n' "${CPU_ROWS[@]}"
   echo "--------------------------------------------------------------------------------------------------------------------"
   echo " checks:"
@@ -720,7 +486,6 @@ per_round() { # per_round ARRAYNAME W: "a b" figures of each round
   echo "===================================================================================================================="
 } | tee "$OUT/report.txt"
 
-summarize_log() { sed -E 's/"(ts|time|request_id|pid)":"?[^,"]*"?,?//g; s/[0-9]+/N/g' "$1" | sort | uniq -c | sort -rn | head -n 8; }
 if [ "$SVC_WARNINGS" -gt 0 ]; then
   echo " service log while draining (warn and above), most frequent messages:"
   summarize_log "$OUT/service_draining.log"
@@ -730,7 +495,6 @@ if [ "$SVC_WARNINGS_STOP" -gt 0 ]; then
   summarize_log "$OUT/service_shutdown.log"
 fi
 if [ "$PG_ERRORS" -gt 0 ]; then
-  echo " PostgreSQL log, ERROR/FATAL/PANIC lines (most frequent):"
-  grep -E 'ERROR|FATAL|PANIC' "$PG_DIR/postgres.log" | sed -E 's/^[^]]*\] //; s/[0-9]+/N/g' | sort | uniq -c | sort -rn | head -n 8
+  pg_log_errors_top
 fi
 [ ${#FAILURES[@]} -eq 0 ] || exit 1

@@ -10,7 +10,7 @@ local headers = {["Content-Type"] = "application/json"}
 common.install(function(opt)
   local users = tonumber(opt.users) or 50000
   local limit = tonumber(opt.limit) or 50
-  local path = wrk.path ~= "" and wrk.path or "/api/v1/events/query"
+  local path = common.path("/api/v1/events/query")
   return function()
     local body = string.format('{"user_id":"user_%d","limit":%d}', math.random(0, users - 1), limit)
     return wrk.format("POST", path, headers, body)

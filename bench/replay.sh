@@ -38,7 +38,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-. scripts/lib.sh
+# shellcheck source-path=SCRIPTDIR/.. source=bench/lib.sh
+. bench/lib.sh
 
 N=${N:-1000000}
 PAGE_SIZE=${PAGE_SIZE:-500}
@@ -49,188 +50,26 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 PRELOAD_CHUNK=250000
 DB=event_replay
 TARGET=bench
-# Ports other local setups use: never ours.
-RESERVED_PORTS=" 54329 42229 55999 42999 8208 18208 "
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-for v in N PAGE_SIZE REPLAY_TIMEOUT; do
-  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
-done
-for tool in cmake cc psql nats-server curl ss awk; do
-  command -v "$tool" >/dev/null || die "$tool not found (scripts/deps.sh installs the toolchain)"
-done
-[ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ] || die "PostgreSQL server binaries not found under /usr/lib/postgresql"
+require_positive N PAGE_SIZE REPLAY_TIMEOUT
+require_tools cmake cc psql nats-server curl ss awk
 [ -f /usr/include/nats/nats.h ] || die "libnats headers not found (scripts/deps.sh installs them)"
 
-# The service takes these from the environment over its config file; psql
-# takes PG*. None of the caller's may leak into this run.
-unset SERVICE_PORT SERVICE_NAME LOG_LEVEL DATABASE_URL POSTGRES_HOST POSTGRES_PORT POSTGRES_DB \
-  POSTGRES_USER POSTGRES_PASSWORD NATS_URL NATS_ENABLED CONSUL_HOST CONSUL_PORT CONSUL_ENABLED \
-  RUDDERSTACK_WEBHOOK_SECRET BATCH_SIZE PROCESSING_INTERVAL \
-  PGHOST PGPORT PGDATABASE PGUSER PGOPTIONS PGSERVICE PGSERVICEFILE
-
-# --- cleanup -----------------------------------------------------------------
-
-WORK=""
-SVC_PID=""
-CHILD_PID=""
-NATS_DIR=""
-PG_DIR=""
-
-alive() { # alive PID: running and not a zombie
-  local s
-  s=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ -n $s && $s != Z* ]]
-}
-
-stop_service() {
-  [ -n "$SVC_PID" ] || return 0
-  local workers w
-  workers=$(ps -o pid= --ppid "$SVC_PID" 2>/dev/null | tr -s ' \n' ' ' || true)
-  kill -TERM "$SVC_PID" 2>/dev/null || true
-  for _ in $(seq 1 150); do alive "$SVC_PID" || break; sleep 0.1; done
-  if alive "$SVC_PID"; then
-    log "service did not stop within 15 s of SIGTERM; killing it"
-    kill -KILL "$SVC_PID" 2>/dev/null || true
-  fi
-  wait "$SVC_PID" 2>/dev/null || true
-  for w in $workers; do
-    for _ in $(seq 1 50); do alive "$w" || break; sleep 0.1; done
-    alive "$w" && kill -KILL "$w" 2>/dev/null || true
-  done
-  SVC_PID=""
-}
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  set +e
-  if [ -n "$CHILD_PID" ]; then
-    kill -TERM "$CHILD_PID" 2>/dev/null
-    wait "$CHILD_PID" 2>/dev/null
-  fi
-  stop_service
-  [ -n "$NATS_DIR" ] && nats_stop "$NATS_DIR"
-  [ -n "$PG_DIR" ] && pg_stop "$PG_DIR"
-  if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-    if [ -n "$LOG_DIR" ]; then
-      mkdir -p "$LOG_DIR"
-      cp "$WORK"/out/* "$LOG_DIR"/ 2>/dev/null
-      cp "$WORK"/service.log "$WORK"/event_service.yaml "$LOG_DIR"/ 2>/dev/null
-      cp "$PG_DIR"/postgres.log "$NATS_DIR"/nats.log "$LOG_DIR"/ 2>/dev/null
-      log "logs and raw outputs copied to $LOG_DIR"
-    fi
-    rm -rf "$WORK"
-  fi
-  [ "$rc" -ne 0 ] && log "stopped (exit $rc); everything this run started is stopped"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# run_child OUT CMD...: runs CMD in the background with its output in OUT and
-# waits for it, so that a signal reaches our trap at once (and the trap stops
-# the child). Returns CMD's exit status.
-run_child() {
-  local out=$1 rc=0
-  shift
-  "$@" >"$out" 2>&1 &
-  CHILD_PID=$!
-  wait "$CHILD_PID" || rc=$?
-  CHILD_PID=""
-  return "$rc"
-}
+install_cleanup
 
 # --- helpers -------------------------------------------------------------------
 
-# pick_port VAR: a TCP port no socket on this host uses, below the kernel's
-# ephemeral range, not reserved, not picked before.
-TAKEN_PORTS=" "
-EPHEMERAL_LOW=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-pick_port() {
-  local p hi=$((EPHEMERAL_LOW > 20000 ? EPHEMERAL_LOW : 65535))
-  for _ in $(seq 1 500); do
-    p=$((20000 + RANDOM % (hi - 20000)))
-    [[ $RESERVED_PORTS == *" $p "* || $TAKEN_PORTS == *" $p "* ]] && continue
-    if [ -z "$(ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null)" ]; then
-      TAKEN_PORTS+="$p "
-      printf -v "$1" '%s' "$p"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
-
-psqlq() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$DB" "$@"; }
-sql() { psqlq -Atc "$1"; }
-
-COMMANDS=()
-record_cmd() { COMMANDS+=("$*"); }
-
-fmt() { awk -v x="$1" -v d="${2:-0}" 'BEGIN { if (x == "" || x == "nan" || x == "?") print "n/a"; else printf "%.*f", d, x }'; }
-calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
 now() { date +%s.%N; }
 
-# CPU accounting from /proc, in clock ticks (own time plus reaped children's).
-CLK_TCK=$(getconf CLK_TCK)
-proc_ticks() { awk '{ sub(/^[^)]*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-tree_ticks() {
-  local t c
-  t=$(proc_ticks "$1")
-  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do t=$((t + $(proc_ticks "$c"))); done
-  echo "$t"
-}
 # us_per EVENTS TICKS: CPU microseconds per event.
 us_per() { awk -v n="$1" -v t="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", (n > 0) ? t * 1e6 / hz / n : 0 }'; }
 # kb_of PID FIELD: a VmXXX line of /proc/PID/status, in kB (0 when gone).
 kb_of() { awk -v f="$2:" '$1 == f { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-# js_stream_state STREAM: "messages last_seq" of a JetStream stream on our
-# nats-server ("? ?" when unknown), asked over the plain NATS protocol.
-js_stream_state() {
-  local line payload="" fd msgs seq
-  if ! exec {fd}<>"/dev/tcp/127.0.0.1/$NATS_PORT"; then echo "? ?"; return 0; fi
-  read -r -t 2 -u "$fd" line || true # INFO
-  printf 'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.bench.si 1\r\nPUB $JS.API.STREAM.INFO.%s _INBOX.bench.si 0\r\n\r\n' "$1" >&"$fd"
-  while read -r -t 3 -u "$fd" line; do
-    line=${line%$'\r'}
-    case $line in
-      PING) printf 'PONG\r\n' >&"$fd" ;;
-      MSG*) read -r -t 2 -u "$fd" payload || true; break ;;
-    esac
-  done
-  exec {fd}>&-
-  msgs=$(grep -o '"messages":[0-9]*' <<<"$payload" | head -n1 | cut -d: -f2 || true)
-  seq=$(grep -o '"last_seq":[0-9]*' <<<"$payload" | head -n1 | cut -d: -f2 || true)
-  echo "${msgs:-?} ${seq:-?}"
-}
-js_last_seq() { js_stream_state event-stream | cut -d' ' -f2; }
-pub_delta() { if [[ $1 =~ ^[0-9]+$ && $2 =~ ^[0-9]+$ ]]; then echo $(($2 - $1)); else echo "?"; fi; }
-
 # --- build and start -------------------------------------------------------------
 
-BIN=$ROOT/build/bench/event-service
-if [ "$SKIP_BUILD" != 1 ]; then
-  log "building the Release binary (build/bench)"
-  cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release -DES_TESTS=OFF >/dev/null
-  cmake --build build/bench -j2 >/dev/null
-fi
-[ -x "$BIN" ] || die "$BIN missing"
-SVC_VERSION=$("$BIN" -v 2>/dev/null || echo "?")
-GIT_DESC=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
-if [ -n "$(git status --porcelain --untracked-files=no -- . ':!bench' 2>/dev/null)" ]; then
-  GIT_DESC+=" + uncommitted changes outside bench/"
-fi
-
-WORK=$(mktemp -d /tmp/es-bench-replay.XXXXXX)
-chmod 755 "$WORK"
-OUT=$WORK/out
-mkdir -p "$OUT"
-PG_DIR=$WORK/pg
-NATS_DIR=$WORK/nats
+build_service
+make_workdir es-bench-replay
 
 # The raw JetStream publisher of the baseline: N messages of SIZE bytes on
 # SUBJECT, each with a Nats-Msg-Id, acks awaited every PAGE messages (0: at
@@ -304,56 +143,15 @@ int main(int argc, char **argv)
 EOF
 cc -O2 -o "$WORK/jspub" "$WORK/jspub.c" -lnats || die "cannot compile the baseline publisher"
 
-started=0
-for attempt in 1 2 3; do
-  pick_port PG_PORT
-  log "starting PostgreSQL on 127.0.0.1:$PG_PORT (fsync on, synchronous_commit on) under $PG_DIR"
-  if pg_start "$PG_DIR" "$PG_PORT" "shared_buffers=$PG_SHARED_BUFFERS" max_wal_size=4GB; then
-    started=1
-    break
-  fi
-  log "  PostgreSQL did not start (attempt $attempt): $(grep -E 'FATAL|ERROR' "$PG_DIR/postgres.log" | tail -n 1)"
-done
-[ "$started" = 1 ] || die "PostgreSQL did not start; see $PG_DIR/postgres.log"
+start_postgres "shared_buffers=$PG_SHARED_BUFFERS" max_wal_size=4GB
 pg_createdb "$PG_PORT" "$DB"
-PM_PID=$(head -n1 "$PG_DIR/data/postmaster.pid")
-PG_SETTINGS=$(sql "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name)
-  FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers', 'max_wal_size')")
-PG_VERSION_STR=$(sql "SHOW server_version")
-log "  $PG_SETTINGS"
-[[ $PG_SETTINGS == *"fsync=on"* && $PG_SETTINGS == *"synchronous_commit=on"* ]] ||
-  die "PostgreSQL is not running with fsync and synchronous_commit on"
-
-started=0
-for attempt in 1 2 3; do
-  pick_port NATS_PORT
-  log "starting nats-server on 127.0.0.1:$NATS_PORT"
-  rm -f "$NATS_DIR/nats.log" "$NATS_DIR/nats.pid"
-  if nats_start "$NATS_DIR" "$NATS_PORT"; then
-    started=1
-    break
-  fi
-  nats_stop "$NATS_DIR"
-  log "  nats-server did not start (attempt $attempt): $(tail -n 1 "$NATS_DIR/nats.log" 2>/dev/null)"
-done
-[ "$started" = 1 ] || die "nats-server did not start"
-NATS_PID=$(cat "$NATS_DIR/nats.pid")
+pg_describe "current_setting(name)" fsync synchronous_commit shared_buffers max_wal_size
+start_nats
 
 CONFIG=$WORK/event_service.yaml
+# No processor workers: nothing to process; the replay is measured alone.
 write_config() {
-  cat >"$CONFIG" <<EOF
-# written by bench/replay.sh
-service:
-  bind: 127.0.0.1
-  port: $SVC_PORT
-workers:
-  api: 1
-  processor: 0   # nothing to process; the replay is measured alone
-  replay: 1
-database:
-  url: "postgresql://postgres@127.0.0.1:$PG_PORT/$DB"
-nats:
-  url: "nats://127.0.0.1:$NATS_PORT"
+  service_config 1 0 1 <<EOF
 replay:
   page_size: $PAGE_SIZE
 logging:
@@ -424,14 +222,7 @@ log "  $TOTAL events ($TABLE_SIZE) in ${LOAD_SECS}s; timestamps $WINDOW_START ..
 log "starting event-service on 127.0.0.1:$SVC_PORT (1 API worker, 0 processor workers, 1 replay worker, page $PAGE_SIZE)"
 "$BIN" -c "$CONFIG" >"$WORK/service.log" 2>&1 &
 SVC_PID=$!
-ready=0
-for _ in $(seq 1 300); do
-  alive "$SVC_PID" || break
-  code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$SVC_PORT/health/ready" || true)
-  if [ "$code" = 200 ]; then ready=1; break; fi
-  sleep 0.1
-done
-[ "$ready" = 1 ] || die "event-service did not become ready: $(tail -n 5 "$WORK/service.log")"
+wait_ready || die "event-service did not become ready: $(tail -n 5 "$WORK/service.log")"
 RW_PID=""
 for _ in $(seq 1 100); do
   RW_PID=$(grep -o 'started replay worker 0 (pid [0-9]*' "$WORK/service.log" | tail -n1 | grep -o '[0-9]*$' || true)

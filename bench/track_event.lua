@@ -17,19 +17,6 @@
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 local common = dofile(dir .. "wrk_common.lua")
 
-local ffi = require("ffi")
-pcall(ffi.cdef, [[
-typedef struct { long tv_sec; long tv_nsec; } bench_timespec_t;
-int clock_gettime(int clk_id, bench_timespec_t *tp);
-]])
-local CLOCK_REALTIME = 0
-local ts = ffi.new("bench_timespec_t")
-
-local function now_ms()
-  ffi.C.clock_gettime(CLOCK_REALTIME, ts)
-  return tonumber(ts.tv_sec) * 1000 + math.floor(tonumber(ts.tv_nsec) / 1e6)
-end
-
 local function iso(ms)
   return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(ms / 1000)) .. string.format(".%03dZ", ms % 1000)
 end
@@ -58,7 +45,7 @@ common.install(function(opt)
   end
   local users = tonumber(opt.users) or 50000
   local run = opt.run or string.format("%d%04d", os.time(), math.random(0, 9999))
-  local path = wrk.path ~= "" and wrk.path or "/v1/track"
+  local path = common.path("/v1/track")
   local headers = {
     ["Content-Type"] = "application/json",
     ["Authorization"] = "Basic " .. base64(key .. ":"),
@@ -68,7 +55,7 @@ common.install(function(opt)
   local n = 0
   return function()
     n = n + 1
-    local sent = now_ms()
+    local sent = math.floor(common.wall_us() / 1000) -- wall clock, ms
     local body = string.format(
       '{"event":"%s","userId":"user_%d","properties":{"product_id":"sku-%d","price":%d.%02d,' ..
       '"currency":"EUR","quantity":%d,"order_id":"ord_%d","note":"benchmark event"},' ..

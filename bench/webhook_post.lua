@@ -14,7 +14,7 @@ common.install(function(opt)
   f:close()
   local prefix = (opt.id or "wrk") .. "_" .. tostring(thread_no or 0) .. "_"
   local n = 0
-  local path = wrk.path ~= "" and wrk.path or "/"
+  local path = common.path("/")
   local headers = {
     ["Content-Type"] = "application/json",
     ["User-Agent"] = "wrk",

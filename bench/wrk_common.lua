@@ -14,6 +14,8 @@
 --            max_ms=.. mean_ms=.. sock_errors=.. non2xx=.. statuses=201:n,..
 --     followed by "NON2XX_SAMPLE thread=N <status> <body>" lines, if any.
 -- Latency is wrk's: from writing a request to reading its whole response.
+-- It also has small helpers for the scripts: wall_us(), path(default) and
+-- backend_event(users), described where they are defined.
 local M = {}
 
 local ffi = require("ffi")
@@ -21,12 +23,39 @@ pcall(ffi.cdef, [[
 typedef struct { long tv_sec; long tv_nsec; } bench_timespec_t;
 int clock_gettime(int clk_id, bench_timespec_t *tp);
 ]])
-local CLOCK_MONOTONIC = 1
+local CLOCK_REALTIME, CLOCK_MONOTONIC = 0, 1
 local tsbuf = ffi.new("bench_timespec_t")
 
 local function now_ms()
   ffi.C.clock_gettime(CLOCK_MONOTONIC, tsbuf)
   return tonumber(tsbuf.tv_sec) * 1000 + tonumber(tsbuf.tv_nsec) / 1e6
+end
+
+-- wall_us(): the wall clock (CLOCK_REALTIME) in whole microseconds, for
+-- times that go in a request.
+function M.wall_us()
+  ffi.C.clock_gettime(CLOCK_REALTIME, tsbuf)
+  return tonumber(tsbuf.tv_sec) * 1000000 + math.floor(tonumber(tsbuf.tv_nsec) / 1000)
+end
+
+-- path(default): the path of the URL wrk was given, or default if it has none.
+function M.path(default)
+  return wrk.path ~= "" and wrk.path or default
+end
+
+-- backend_event(users): one event as a backend service reports what its
+-- users did, as JSON: one of five event types, a random user (of users) and
+-- session, and a small payload (about 330 bytes).
+-- create_event.lua posts one a request, batch_events.lua n.
+local backend_types = {"user.login", "user.logout", "order.created", "payment.succeeded", "page.viewed"}
+function M.backend_event(users)
+  return string.format(
+    '{"event_type":"%s","event_source":"backend","event_category":"user_action",' ..
+    '"user_id":"user_%d","session_id":"sess_%d","data":{"amount":%d,"currency":"EUR",' ..
+    '"items":[{"sku":"sku-%d","qty":2}],"note":"benchmark event"},' ..
+    '"metadata":{"ip_address":"10.0.0.%d","user_agent":"bench/1.0"}}',
+    backend_types[math.random(#backend_types)], math.random(0, users - 1), math.random(0, 19999),
+    math.random(0, 999), math.random(0, 299), math.random(0, 249))
 end
 
 local function parse_args(args)
