@@ -4,6 +4,7 @@
 #include "common/timeutil.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 void es_pgsync_init(es_pgsync_t *db, const char *conninfo, const char *who)
 {
@@ -12,6 +13,7 @@ void es_pgsync_init(es_pgsync_t *db, const char *conninfo, const char *who)
     db->fresh = false;
     db->sqlstate[0] = '\0';
     db->plans_ms = 0;
+    db->retried_states = NULL;
     es_strlcpy(db->who, who, sizeof(db->who));
 }
 
@@ -59,7 +61,11 @@ PGresult *es_pgsync_query(es_pgsync_t *db, const char *what, const char *sql, in
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
         const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
         es_strlcpy(db->sqlstate, state ? state : "", sizeof(db->sqlstate));
-        es_warn("%s: %s failed: %s", db->who, what, PQresultErrorMessage(r));
+        if (db->retried_states != NULL && db->sqlstate[0] != '\0' &&
+            strstr(db->retried_states, db->sqlstate) != NULL)
+            es_debug("%s: %s failed (retried): %s", db->who, what, PQresultErrorMessage(r));
+        else
+            es_warn("%s: %s failed: %s", db->who, what, PQresultErrorMessage(r));
         PQclear(r);
         return NULL;
     }

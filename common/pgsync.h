@@ -13,10 +13,13 @@
 typedef struct {
     char *conninfo;
     PGconn *conn;
-    char who[48]; /* names the user in log lines */
-    bool fresh;   /* the last query (re)connected: session state was lost */
+    char who[48];     /* names the user in log lines */
+    bool fresh;       /* the last query (re)connected: session state was lost */
     char sqlstate[6]; /* SQLSTATE of the last failed query ("" when none or not the server's) */
     int64_t plans_ms; /* when the session's cached plans were last discarded */
+    /* SQLSTATEs (5 characters each, space separated) the user retries: their
+     * failures are logged at debug level, not as warnings. NULL: none. */
+    const char *retried_states;
 } es_pgsync_t;
 
 /* How often a session's cached plans are discarded (see es_pgsync_query). */

@@ -245,7 +245,8 @@ static void handle(es_backend_t *b, natsMsgList *list)
                 break;
         }
         if (r == NULL) {
-            es_warn("backend: %d events not stored; they will be redelivered", stored);
+            es_warn("backend: %d events not stored (SQLSTATE %s); they will be redelivered", stored,
+                    b->db.sqlstate[0] ? b->db.sqlstate : "none");
         } else {
             for (int k = 0; k < PQntuples(r); k++) { /* cannot happen: ids name the message */
                 int i = (int)es_pg_int(r, k, 0);
@@ -303,6 +304,7 @@ es_backend_t *es_backend_start(const es_config_t *cfg, const char *conninfo)
     es_backend_t *b = es_xcalloc(1, sizeof(*b));
     b->cfg = cfg;
     es_pgsync_init(&b->db, conninfo, "backend ingestion");
+    b->db.retried_states = "23505 40P01"; /* copies stored by another worker: see handle() */
     b->nats = es_nats_open(cfg, "event_service backend");
     if (pthread_create(&b->thread, NULL, run, b) != 0) {
         es_error("cannot start the backend consumer thread");
