@@ -116,7 +116,9 @@ void es_event_row_render(es_buf_t *b, const PGresult *res, int row, int col0)
 
 static void put_key(es_buf_t *b, const char *key)
 {
-    es_buf_printf(b, ",\"%s\":", key);
+    es_buf_puts(b, ",\"");
+    es_buf_puts(b, key);
+    es_buf_puts(b, "\":");
 }
 
 static void put_time(es_buf_t *b, int64_t us)

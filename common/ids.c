@@ -32,12 +32,18 @@ void es_hex(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static void format_uuid(unsigned char *b, char *out)
+/* 8-4-4-4-12 hex digits. */
+static void format_uuid(const unsigned char *b, char *out)
 {
-    char hex[33];
-    es_hex(b, 16, hex);
-    snprintf(out, ES_UUID_LEN + 1, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16,
-             hex + 20);
+    static const char hexdig[] = "0123456789abcdef";
+    char *p = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *p++ = '-';
+        *p++ = hexdig[b[i] >> 4];
+        *p++ = hexdig[b[i] & 15];
+    }
+    *p = '\0';
 }
 
 void es_uuid_from_name(const char *name, size_t len, char *out)

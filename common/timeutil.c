@@ -121,6 +121,29 @@ bool es_time_parse(const char *s, size_t len, int64_t *out_us)
     return true;
 }
 
+/* y-m-d of the day that is z days from 1970-01-01 (the inverse of
+ * days_from_civil). */
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    z += 719468;
+    const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    const unsigned doe = (unsigned)(z - era * 146097);
+    const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+static char *put_digits(char *p, unsigned v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v /= 10)
+        p[i] = (char)('0' + v % 10);
+    return p + n;
+}
+
+/* On every response's hot path: by hand, without gmtime_r's lock or printf. */
 size_t es_time_format(int64_t us, char *buf)
 {
     int64_t secs = us / 1000000, frac = us % 1000000;
@@ -128,17 +151,39 @@ size_t es_time_format(int64_t us, char *buf)
         frac += 1000000;
         secs -= 1;
     }
-    time_t t = (time_t)secs;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    int n;
-    if (frac)
-        n = snprintf(buf, ES_TIME_BUFLEN, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
-    else
-        n = snprintf(buf, ES_TIME_BUFLEN, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    return (size_t)n;
+    int64_t days = secs / 86400, sod = secs % 86400;
+    if (sod < 0) {
+        sod += 86400;
+        days -= 1;
+    }
+    int64_t y;
+    unsigned m, d;
+    civil_from_days(days, &y, &m, &d);
+    if (y < 0 || y > 9999) /* outside what four digits spell: the general way */
+        return (size_t)snprintf(buf, ES_TIME_BUFLEN,
+                                frac ? "%04lld-%02u-%02uT%02u:%02u:%02u.%06uZ"
+                                     : "%04lld-%02u-%02uT%02u:%02u:%02uZ",
+                                (long long)y, m, d, (unsigned)(sod / 3600),
+                                (unsigned)(sod / 60 % 60), (unsigned)(sod % 60), (unsigned)frac);
+    char *p = buf;
+    p = put_digits(p, (unsigned)y, 4);
+    *p++ = '-';
+    p = put_digits(p, m, 2);
+    *p++ = '-';
+    p = put_digits(p, d, 2);
+    *p++ = 'T';
+    p = put_digits(p, (unsigned)(sod / 3600), 2);
+    *p++ = ':';
+    p = put_digits(p, (unsigned)(sod / 60 % 60), 2);
+    *p++ = ':';
+    p = put_digits(p, (unsigned)(sod % 60), 2);
+    if (frac) {
+        *p++ = '.';
+        p = put_digits(p, (unsigned)frac, 6);
+    }
+    *p++ = 'Z';
+    *p = '\0';
+    return (size_t)(p - buf);
 }
 
 struct timespec es_time_realtime_in(int64_t ms)

@@ -113,3 +113,15 @@ Test(ids, random_bytes_fill_the_whole_buffer)
     free(a);
     free(b);
 }
+
+/* A name-based UUID is SHA-256 of the name, version 5 and RFC 4122 variant
+ * bits set, in 8-4-4-4-12 form (checked against an independent computation). */
+Test(ids, uuid_from_name_known_value)
+{
+    char u[ES_UUID_LEN + 8];
+    memset(u, '#', sizeof(u));
+    es_uuid_from_name("abc", 3, u);
+    cr_assert_str_eq(u, "ba7816bf-8f01-5fea-8141-40de5dae2223");
+    for (size_t i = ES_UUID_LEN + 1; i < sizeof(u); i++)
+        cr_assert_eq(u[i], '#', "byte %zu overwritten", i);
+}

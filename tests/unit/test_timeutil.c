@@ -1,7 +1,10 @@
 #include "common/timeutil.h"
 
 #include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define S 1000000LL /* microseconds in a second */
 
@@ -274,4 +277,53 @@ Test(timeutil, clocks_move_forward)
     int64_t m2 = es_time_mono_ms();
     cr_assert_geq(m2, m1);
     cr_assert_geq(es_time_now_us(), a);
+}
+
+/* The reference: gmtime_r and printf, as the formatting was first written. */
+static void reference_format(int64_t us, char out[128])
+{
+    int64_t secs = us / 1000000, frac = us % 1000000;
+    if (frac < 0) {
+        frac += 1000000;
+        secs -= 1;
+    }
+    time_t t = (time_t)secs;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    if (frac)
+        snprintf(out, 128, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+    else
+        snprintf(out, 128, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* Every instant agrees with the reference: day and year boundaries, leap
+ * days, whole seconds and fractions, from year 1 to beyond 9999 and before
+ * year 0; and formatting then parsing gives the instant back. */
+Test(timeutil, format_matches_gmtime)
+{
+    const int64_t lo = -62135596800LL - 86400LL * 800, hi = 253402300799LL + 86400LL * 800;
+    uint64_t x = 88172645463325252ULL; /* xorshift: the same sequence every run */
+    char got[ES_TIME_BUFLEN], want[128];
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int64_t secs = lo + (int64_t)(x % (uint64_t)(hi - lo));
+        if (i % 4 == 1)
+            secs -= secs % 86400; /* midnights */
+        else if (i % 4 == 2)
+            secs = secs - secs % 86400 - 1; /* the second before one */
+        int64_t us = secs * S + (i % 3 == 0 ? 0 : (int64_t)(x >> 40) % S);
+        size_t n = es_time_format(us, got);
+        reference_format(us, want);
+        cr_assert_str_eq(got, want, "instant %lld us", (long long)us);
+        cr_assert_eq(n, strlen(want));
+        int64_t back = 0;
+        if (secs >= -62135596800LL && secs <= 253402300799LL) {
+            cr_assert(es_time_parse(got, n, &back), "%s does not parse", got);
+            cr_assert_eq(back, us, "%s", got);
+        }
+    }
 }
