@@ -237,7 +237,7 @@ static void handle(es_backend_t *b, natsMsgList *list)
          * survivor commits, and the loser's next attempt finds its rows. */
         for (int attempt = 0; attempt <= stored + 2 && r == NULL; attempt++) {
             r = es_pgsync_query(&b->db, "store backend events",
-                                "SELECT req, code FROM event.ingest($1::jsonb) WHERE "
+                                "SELECT req, code, detail FROM event.ingest($1::jsonb) WHERE "
                                 "event_id IS NULL AND code = 409",
                                 1, params);
             if (r == NULL && strcmp(b->db.sqlstate, "23505") != 0 &&
@@ -248,10 +248,18 @@ static void handle(es_backend_t *b, natsMsgList *list)
             es_warn("backend: %d events not stored (SQLSTATE %s); they will be redelivered", stored,
                     b->db.sqlstate[0] ? b->db.sqlstate : "none");
         } else {
-            for (int k = 0; k < PQntuples(r); k++) { /* cannot happen: ids name the message */
+            /* The id is taken by an event with other content (one created
+             * through the API under this message's id): the message can
+             * never be stored, so it is terminated, not redelivered forever. */
+            for (int k = 0; k < PQntuples(r); k++) {
                 int i = (int)es_pg_int(r, k, 0);
-                if (i >= 0 && i < n)
-                    ok[i] = false;
+                if (i < 0 || i >= n)
+                    continue;
+                ok[i] = false;
+                stored--;
+                es_warn("backend message on %s not stored: %s; terminated",
+                        natsMsg_GetSubject(list->Msgs[i]), PQgetvalue(r, k, 2));
+                natsMsg_Term(list->Msgs[i], NULL);
             }
             PQclear(r);
             (void)es_nats_publish(b->nats, ES_WAKE_SUBJECT, "", 0);

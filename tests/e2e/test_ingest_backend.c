@@ -6,6 +6,8 @@
  * while the service was down is stored once it is back. */
 #include "harness.h"
 
+#include "common/ids.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,6 +190,42 @@ H_TEST(ingest_backend, same_envelope_id_once)
     publish(nc, "events.backend.task.assigned", body, NULL);
     cr_assert(H_WAIT(45000, consumer_settled(e, 3, NULL)));
     cr_assert_eq(count_where(e, "event_type = $1", "task.assigned"), 1);
+    h_nc_close(nc);
+}
+
+/* A message whose id is already taken by an event with other content (one a
+ * client created through the API under the id the message maps to) can never
+ * be stored: it is terminated with a warning naming the conflict, not left
+ * for redelivery over and over; the API's event stays as it was, and the
+ * next message is stored. */
+H_TEST(ingest_backend, id_taken_by_other_content_terminated)
+{
+    h_env_t *e = start(1, NULL);
+    const char *name = "event_service/nats/id:env-taken";
+    char taken[ES_UUID_LEN + 1];
+    es_uuid_from_name(name, strlen(name), taken);
+    char body[256];
+    snprintf(body, sizeof(body), "{\"event_id\":\"%s\",\"event_type\":\"api.made\"}", taken);
+    h_resp_t r = h_post(e, "/api/v1/events/create", body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+
+    h_nc_t *nc = h_nc_open(e);
+    publish(nc, "events.backend.order.placed",
+            "{\"id\":\"env-taken\",\"type\":\"order.placed\",\"data\":{\"n\":1}}", NULL);
+    publish(nc, "events.backend.order.placed",
+            "{\"id\":\"env-free\",\"type\":\"order.placed\",\"data\":{\"n\":2}}", NULL);
+    h_consumer_t c = {0};
+    cr_assert(H_WAIT(45000, consumer_settled(e, 2, &c)),
+              "not settled within 45 s: ack pending %lld, ack floor %llu, redelivered %lld",
+              (long long)c.num_ack_pending, (unsigned long long)c.ack_floor_stream,
+              (long long)c.num_redelivered);
+    cr_assert_eq(c.num_redelivered, 0, "the conflicting message was redelivered");
+    cr_assert(h_svc_log_contains(e, "already exists with different content; terminated", 0),
+              "no warning names the conflict");
+    cr_assert_eq(count_where(e, "event_type = $1", "order.placed"), 1);
+    H_ASSERT_EVENT_TEXT(e, "event_type = $1", "order.placed", "data->>'n'", "2", "");
+    H_ASSERT_EVENT_TEXT(e, "event_id = $1", taken, "event_type", "api.made", "");
     h_nc_close(nc);
 }
 
