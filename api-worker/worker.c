@@ -7,12 +7,12 @@
 #include "api-worker/routes.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "common/worker.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 es_api_t *es_api = NULL;
@@ -46,10 +46,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
 /* The master's end of our socketpair: EOF means the master is gone. */
 static void on_master(h2o_socket_t *sock, const char *err)
 {
-    char buf[64];
-    ssize_t n = read(es_api->master_fd, buf, sizeof(buf));
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-        es_warn("master process is gone; stopping");
+    if (es_worker_master_gone(es_api->master_fd)) {
         h2o_socket_read_stop(sock);
         g_stop = 1;
     }
@@ -61,17 +58,10 @@ static void on_compacted(void *ctx, const PGresult *res, const char *err)
         es_warn("counter compaction failed: %s", PQresultErrorMessage(res));
 }
 
-static void heartbeat(void)
-{
-    char beat = 'h';
-    ssize_t n = write(es_api->master_fd, &beat, 1);
-    (void)n; /* a full socket buffer only means the master is slow to read */
-}
-
 /* Once a second: heartbeat to the master; now and then, compact counters. */
 static void on_second(h2o_timeout_entry_t *entry)
 {
-    heartbeat();
+    es_worker_beat(es_api->master_fd);
     int64_t now = es_time_mono_ms();
     if (now - es_api->last_compaction_ms > 60000) {
         es_api->last_compaction_ms = now;
@@ -114,14 +104,7 @@ int es_api_worker_main(const es_config_t *cfg, int listen_fd, int master_fd)
         return ES_EXIT_FATAL;
     }
 
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
+    es_worker_signals(on_signal);
 
     h2o_config_init(&api.globalconf);
     api.globalconf.server_name = h2o_iovec_init(H2O_STRLIT("event_service"));
@@ -161,7 +144,7 @@ int es_api_worker_main(const es_config_t *cfg, int listen_fd, int master_fd)
     h2o_socket_read_start(master_sock, on_master);
     api.second_entry.cb = on_second;
     h2o_timeout_link(api.loop, &api.second, &api.second_entry);
-    heartbeat(); /* at once: the master knows we are up */
+    es_worker_beat(es_api->master_fd); /* at once: the master knows we are up */
 
     es_info("API worker serving");
     int64_t deadline = 0;

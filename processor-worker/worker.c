@@ -3,18 +3,16 @@
 #include "common/event_row.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "common/worker.h"
 #include "processor-worker/backend.h"
 #include "processor-worker/delivery.h"
 #include "processor-worker/outbox.h"
 #include "processor-worker/pworker.h"
 
-#include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,22 +79,8 @@ void es_pworker_heartbeat(es_pworker_t *w)
 {
     if (w->master_fd < 0)
         return; /* processing threads: the main thread beats for the process */
-    int64_t now = es_time_mono_ms();
-    if (now - w->last_beat_ms < 1000)
-        return;
-    w->last_beat_ms = now;
-    char beat = 'h';
-    ssize_t n = write(w->master_fd, &beat, 1);
-    (void)n;
-    struct pollfd p = {w->master_fd, POLLIN, 0};
-    if (poll(&p, 1, 0) > 0) {
-        char buf[64];
-        ssize_t got = read(w->master_fd, buf, sizeof(buf));
-        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
-            es_warn("master process is gone; stopping");
-            es_pworker_stop = 1;
-        }
-    }
+    if (!es_worker_heartbeat(w->master_fd, &w->last_beat_ms))
+        es_pworker_stop = 1;
 }
 
 PGresult *es_pworker_query(es_pworker_t *w, const char *what, const char *sql, int nparams,
@@ -139,14 +123,7 @@ static void *claim_loop(void *arg)
 
 int es_processor_worker_main(const es_config_t *cfg, int master_fd)
 {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
+    es_worker_signals(on_signal);
 
     char host[32] = "host";
     gethostname(host, sizeof(host) - 1);

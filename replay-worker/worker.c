@@ -2,15 +2,13 @@
 
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "common/worker.h"
 
-#include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,22 +37,8 @@ static void on_wake(natsConnection *nc, natsSubscription *sub, natsMsg *msg, voi
 
 bool es_rworker_alive(es_rworker_t *w)
 {
-    int64_t now = es_time_mono_ms();
-    if (now - w->last_beat_ms >= 1000) {
-        w->last_beat_ms = now;
-        char beat = 'h';
-        ssize_t n = write(w->master_fd, &beat, 1);
-        (void)n;
-        struct pollfd p = {w->master_fd, POLLIN, 0};
-        if (poll(&p, 1, 0) > 0) {
-            char buf[64];
-            ssize_t got = read(w->master_fd, buf, sizeof(buf));
-            if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
-                es_warn("master process is gone; stopping");
-                g_stop = 1;
-            }
-        }
-    }
+    if (!es_worker_heartbeat(w->master_fd, &w->last_beat_ms))
+        g_stop = 1;
     return !g_stop;
 }
 
@@ -87,14 +71,7 @@ int es_replay_worker_main(const es_config_t *cfg, int master_fd)
     gethostname(host, sizeof(host) - 1);
     snprintf(w.id, sizeof(w.id), "%s:%d", host, (int)getpid());
 
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
+    es_worker_signals(on_signal);
 
     char *conninfo = es_config_conninfo(cfg);
     es_pgsync_init(&w.db, conninfo, "replay");

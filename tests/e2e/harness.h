@@ -222,6 +222,8 @@ bool h_svc_ready(h_env_t *e);
 /* Current worker processes of the master (its live children), up to max.
  * Returns how many. */
 int h_svc_workers(h_env_t *e, pid_t *out, int max);
+/* True while pid is a live process (neither gone nor a zombie). */
+bool h_process_alive(pid_t pid);
 /* True when pid is one of the master's worker processes now. */
 bool h_svc_is_worker(h_env_t *e, pid_t pid);
 

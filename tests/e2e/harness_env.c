@@ -349,6 +349,17 @@ bool h_svc_stop(h_env_t *e, int sig, int timeout_ms)
     return exited;
 }
 
+bool h_process_alive(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    char *stat = h_read_file(path, 0, NULL);
+    const char *paren = stat ? strrchr(stat, ')') : NULL;
+    bool alive = paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
+    free(stat);
+    return alive;
+}
+
 int h_svc_workers(h_env_t *e, pid_t *out, int max)
 {
     char path[64];
@@ -361,13 +372,8 @@ int h_svc_workers(h_env_t *e, pid_t *out, int max)
         if (end == p)
             break;
         p = end;
-        char stat_path[64];
-        snprintf(stat_path, sizeof(stat_path), "/proc/%ld/stat", pid);
-        char *stat = h_read_file(stat_path, 0, NULL);
-        const char *paren = stat ? strrchr(stat, ')') : NULL;
-        if (paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X')
+        if (h_process_alive((pid_t)pid))
             out[n++] = (pid_t)pid;
-        free(stat);
     }
     free(text);
     return n;

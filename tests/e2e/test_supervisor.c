@@ -243,3 +243,25 @@ H_TEST(supervisor, reload_with_slow_database_connections)
     cr_assert_eq(h_count_events(e, res.ids, res.nids), res.nids);
     h_load_result_free(&res);
 }
+
+static bool none_alive(const pid_t *pids, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (h_process_alive(pids[i]))
+            return false;
+    return true;
+}
+
+/* The master killed outright (kill -9, no chance to stop its workers): every
+ * worker of every role notices and exits by itself. */
+H_TEST(supervisor, workers_exit_when_master_dies)
+{
+    h_env_t *e = h_setup(&(h_opts_t){.processors = 1, .extra_yaml = "workers:\n  replay: 1\n"});
+    h_svc_start(e);
+    pid_t workers[8];
+    int n = h_svc_workers(e, workers, 8);
+    cr_assert_eq(n, 4, "expected 2 API, 1 processor and 1 replay worker, found %d", n);
+    cr_assert(h_svc_stop(e, SIGKILL, 10000), "the master did not die of SIGKILL");
+    cr_assert(H_WAIT(15000, none_alive(workers, n)),
+              "workers still running 15 s after the master died");
+}
