@@ -56,7 +56,8 @@ static void apply_traceparent(h2o_req_t *req, es_event_t *ev)
  * the key (and its index in a batch), and counts as client-identified: a
  * repeat with the same content answers the stored event, other content 409.
  * Returns false (after answering 422) when the header is unusable. */
-static bool apply_idempotency_key(h2o_req_t *req, es_event_t *ev, int index, const json_t *content)
+static bool apply_idempotency_key(h2o_req_t *req, const es_route_args_t *args, es_event_t *ev,
+                                  int index, const json_t *content)
 {
     size_t len;
     const char *key = es_http_header(req, "idempotency-key", &len);
@@ -69,7 +70,11 @@ static bool apply_idempotency_key(h2o_req_t *req, es_event_t *ev, int index, con
         es_http_error(req, 422, "Idempotency-Key: must be 1 to 255 printable characters");
         return false;
     }
-    char *name = es_xasprintf("event_service/idempotency-key/%.*s/%d", (int)len, key, index);
+    /* A caller's keys are its own: two users' same key names two events. */
+    char *name = args->user == NULL
+                     ? es_xasprintf("event_service/idempotency-key/%.*s/%d", (int)len, key, index)
+                     : es_xasprintf("event_service/idempotency-key/%s/%.*s/%d", args->user,
+                                    (int)len, key, index);
     es_uuid_from_name(name, strlen(name), ev->event_id);
     free(name);
     ev->client_id = true;
@@ -78,18 +83,20 @@ static bool apply_idempotency_key(h2o_req_t *req, es_event_t *ev, int index, con
 }
 
 /* A caller without the admin role writes only events of its own user:
- * user_id defaults to it, and another user id is refused (false, answered). */
+ * user_id defaults to it, and another user id is refused (false, answered).
+ * Its client-identified events are fingerprinted as its own. */
 static bool own_user(h2o_req_t *req, const es_route_args_t *args, es_event_t *ev, int index,
                      bool batch)
 {
     if (args->user == NULL)
         return true;
-    if (ev->user_id == NULL) {
-        es_event_set_str(&ev->user_id, args->user);
+    if (ev->user_id == NULL || strcmp(ev->user_id, args->user) == 0) {
+        if (ev->user_id == NULL)
+            es_event_set_str(&ev->user_id, args->user);
+        if (ev->client_id)
+            es_event_hash_bind(ev, args->user);
         return true;
     }
-    if (strcmp(ev->user_id, args->user) == 0)
-        return true;
     char msg[160];
     if (batch)
         snprintf(msg, sizeof(msg), "events[%d].user_id: you may only write your own events", index);
@@ -124,7 +131,7 @@ void es_h_event_create(h2o_req_t *req, const es_route_args_t *args)
         es_http_invalid(req, &err);
         return;
     }
-    if (!apply_idempotency_key(req, &r->events[0], 0, body) ||
+    if (!apply_idempotency_key(req, args, &r->events[0], 0, body) ||
         !own_user(req, args, &r->events[0], 0, false)) {
         es_ingest_req_free(r);
         json_decref(body);
@@ -185,7 +192,7 @@ void es_h_event_batch(h2o_req_t *req, const es_route_args_t *args)
             es_ingest_req_free(r);
             goto invalid;
         }
-        if (!apply_idempotency_key(req, &r->events[i], i, json_array_get(list, (size_t)i)) ||
+        if (!apply_idempotency_key(req, args, &r->events[i], i, json_array_get(list, (size_t)i)) ||
             !own_user(req, args, &r->events[i], i, true)) {
             es_ingest_req_free(r);
             json_decref(body);

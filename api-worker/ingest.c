@@ -337,7 +337,7 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* The cheapest statement that can decide every request of the group. */
-static int choose_path(es_ingest_req_t *reqs, int n)
+static int choose_path(es_ingest_req_t *reqs)
 {
     bool checks = false;
     int named = 0;
@@ -364,7 +364,6 @@ static int choose_path(es_ingest_req_t *reqs, int n)
     for (int i = 1; i < named && distinct; i++)
         distinct = strcmp(ids[i - 1], ids[i]) != 0;
     free(ids);
-    (void)n;
     return distinct ? PATH_IDS : PATH_FULL;
 }
 
@@ -478,7 +477,7 @@ static void send_group(es_ingest_t *in, es_ingest_req_t *reqs, int n)
     g->in = in;
     g->reqs = reqs;
     g->nreqs = n;
-    g->path = choose_path(reqs, n);
+    g->path = choose_path(reqs);
     es_buf_t arr = ES_BUF_INIT;
     es_buf_putc(&arr, '[');
     int seq = 0, i = 0;

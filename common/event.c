@@ -327,6 +327,18 @@ void es_event_hash_content(es_event_t *ev, const json_t *content)
     free(canon);
 }
 
+void es_event_hash_bind(es_event_t *ev, const char *who)
+{
+    es_buf_t b = ES_BUF_INIT;
+    es_buf_puts(&b, ev->request_hash);
+    es_buf_putc(&b, '\0'); /* a separator no hex digit is */
+    es_buf_puts(&b, who);
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)b.data, b.len, md);
+    es_hex(md, 16, ev->request_hash);
+    es_buf_free(&b);
+}
+
 void es_event_freeze(es_event_t *ev)
 {
     json_t *objs[4] = {ev->data, ev->metadata, ev->context, ev->properties};

@@ -113,6 +113,10 @@ es_rc_t es_event_from_json(es_event_t *ev, const json_t *in, const char *prefix,
 
 /* Sets request_hash from the canonical (sorted, compact) JSON of content. */
 void es_event_hash_content(es_event_t *ev, const json_t *content);
+/* Binds a client-identified event's fingerprint to the authenticated
+ * caller who, so that the same id and content sent by another caller is a
+ * different request (409), never an answer with the first caller's event. */
+void es_event_hash_bind(es_event_t *ev, const char *who);
 
 /* Renders data, metadata, context and properties to text once (ev->text);
  * call after the last change to those objects. Idempotent. */

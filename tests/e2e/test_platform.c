@@ -169,6 +169,49 @@ H_TEST(platform, gateway_auth)
     free(id);
 }
 
+/* auth.mode gateway: a client-named event belongs to its caller. Two users
+ * sending the same Idempotency-Key and body each get their own event; a user
+ * repeating another user's event_id with the same content gets 409, not the
+ * other user's event; each user's own repeat still answers 200. */
+H_TEST(platform, gateway_idempotency_per_user)
+{
+    h_opts_t o = {.extra_yaml = "auth:\n  mode: gateway\n"};
+    h_env_t *e = h_setup(&o);
+    h_svc_start(e);
+    const char *alice[] = {"X-User-Id: alice", "Idempotency-Key: k-1", NULL};
+    const char *bob[] = {"X-User-Id: bob", "Idempotency-Key: k-1", NULL};
+    const char *body = "{\"event_type\":\"gw.keyed\"}";
+    h_resp_t r = h_http(e->svc.port, "POST", "/api/v1/events/create", body, strlen(body), alice, 0);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    char *alice_id = strdup(h_jstr(r.json, "event_id"));
+    h_resp_free(&r);
+    r = h_http(e->svc.port, "POST", "/api/v1/events/create", body, strlen(body), bob, 0);
+    cr_assert_eq(r.status, 201, "bob's event under the same key: %s", r.body);
+    cr_assert_str_eq(h_jstr(r.json, "user_id"), "bob", "%s", r.body);
+    cr_assert_str_neq(h_jstr(r.json, "event_id"), alice_id, "bob was answered alice's event");
+    h_resp_free(&r);
+    r = h_http(e->svc.port, "POST", "/api/v1/events/create", body, strlen(body), alice, 0);
+    cr_assert_eq(r.status, 200, "alice's repeat: %s", r.body);
+    cr_assert_str_eq(h_jstr(r.json, "event_id"), alice_id);
+    h_resp_free(&r);
+
+    const char *carol[] = {"X-User-Id: carol", NULL};
+    const char *dave[] = {"X-User-Id: dave", NULL};
+    const char *named = "{\"event_id\":\"named-1\",\"event_type\":\"gw.named\"}";
+    r = h_http(e->svc.port, "POST", "/api/v1/events/create", named, strlen(named), carol, 0);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+    r = h_http(e->svc.port, "POST", "/api/v1/events/create", named, strlen(named), dave, 0);
+    cr_assert_eq(r.status, 409, "dave reusing carol's event_id: %s", r.body);
+    cr_assert(strstr(r.body, "carol") == NULL, "carol's event leaked to dave: %s", r.body);
+    h_resp_free(&r);
+    r = h_http(e->svc.port, "POST", "/api/v1/events/create", named, strlen(named), carol, 0);
+    cr_assert_eq(r.status, 200, "carol's repeat: %s", r.body);
+    h_resp_free(&r);
+    cr_assert_eq(h_sql_int(e, "SELECT count(*) FROM event.events"), 3);
+    free(alice_id);
+}
+
 /* A tiny Consul agent stand-in: records the paths and bodies of the PUTs. */
 static int consul_calls(h_recv_t *c, const char *needle)
 {
