@@ -37,6 +37,9 @@ typedef struct {
     char token[96];
 } job_t;
 
+/* Seconds before a republish job whose page NATS refused is taken again. */
+#define REPUBLISH_RETRY_S 2
+
 /* A page: $1 selector, $2 checkpoint, $3 upper bound, $4 page size
  * (event.replay_select, schema/005). */
 #define PAGE_SQL                                                                                   \
@@ -226,14 +229,18 @@ cleanup:
     return rc;
 }
 
-/* Gives a job back (graceful stop): another worker may take it at once. */
-static void release(es_rworker_t *w, job_t *j)
+/* Gives a job back: any worker may take it again after delay_s seconds (0
+ * on a graceful stop; later while NATS refuses a page, so that the job does
+ * not hold a worker, and its cancel is seen, meanwhile). */
+static void release(es_rworker_t *w, job_t *j, int delay_s)
 {
-    const char *p[2] = {j->id, j->token};
+    char delay[16];
+    snprintf(delay, sizeof(delay), "%d", delay_s);
+    const char *p[3] = {j->id, j->token, delay};
     PQclear(es_pgsync_query(&w->db, "release replay",
-                            "UPDATE event.replay_jobs SET run_at = now(), claim = NULL WHERE "
-                            "replay_id = $1 AND claim = $2",
-                            2, p));
+                            "UPDATE event.replay_jobs SET run_at = now() + make_interval(secs => "
+                            "$3::int), claim = NULL WHERE replay_id = $1 AND claim = $2",
+                            3, p));
 }
 
 static void run(es_rworker_t *w, job_t *j)
@@ -278,11 +285,15 @@ static void run(es_rworker_t *w, job_t *j)
         if (strcmp(j->mode, "republish") == 0) {
             if (!republish(w, j, page)) {
                 PQclear(page);
-                es_warn("replay %s: NATS did not take the page after position %lld; retrying",
-                        j->id, (long long)j->checkpoint);
-                for (int i = 0; i < 10 && es_rworker_alive(w); i++)
-                    usleep(100 * 1000);
-                continue;
+                if (!cfg->nats.enabled) {
+                    (void)finish(w, j, "failed", "republish needs NATS, and nats.enabled is false");
+                    return;
+                }
+                es_warn("replay %s: NATS did not take the page after position %lld; resuming "
+                        "in %d s",
+                        j->id, (long long)j->checkpoint, REPUBLISH_RETRY_S);
+                release(w, j, REPUBLISH_RETRY_S);
+                return;
             }
             rc = advance(w, j, last, n) ? 1 : 0;
         } else {
@@ -296,7 +307,7 @@ static void run(es_rworker_t *w, job_t *j)
         if (rc < 0)
             return;
     }
-    release(w, j);
+    release(w, j, 0);
 }
 
 bool es_replay_run_one(es_rworker_t *w)

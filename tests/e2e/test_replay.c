@@ -597,3 +597,22 @@ H_TEST(replay, progress_and_cancel_running)
     free(rid);
     free(next);
 }
+
+/* With NATS disabled a republish can never happen: the job fails at once,
+ * saying why, instead of running (and holding a replay worker) forever. */
+H_TEST(replay, republish_without_nats_fails)
+{
+    h_env_t *e = h_setup(&(h_opts_t){.no_nats = true, .extra_yaml = WITH_REPLAY});
+    h_svc_start(e);
+    char *id = h_create(e, "{\"event_type\":\"inv.nonats\"}");
+    char *rid = start_replay(e, "{\"event_ids\":[\"%s\"],\"target_service\":\"billing\"}", id);
+    json_t *j = NULL;
+    cr_assert(H_WAIT(30000, (json_decref(j), j = replay_status(e, rid), finished(j))),
+              "the replay did not end within 30 s");
+    cr_assert_str_eq(h_jstr(j, "status"), "failed");
+    cr_assert(strstr(h_jstr(j, "error") ? h_jstr(j, "error") : "", "NATS") != NULL,
+              "the error does not name NATS");
+    json_decref(j);
+    free(rid);
+    free(id);
+}
