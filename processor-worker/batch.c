@@ -6,6 +6,10 @@
  * (event.complete_events records it only for rows this claim still holds).
  * A worker killed in between loses nothing: the lease runs out and the rows
  * are claimed again, and a run recorded once is never recorded twice.
+ *
+ * When every enabled processor finishes at once (es_runner_t.immediate), the
+ * claim holds its rows instead (schema/006): claim, runs and outcome happen
+ * in one transaction, open for the few microseconds the processors take.
  */
 #include "common/event_row.h"
 #include "common/ids.h"
@@ -34,6 +38,8 @@ struct es_routing {
     int nprocs;
     es_sub_t *subs;
     int nsubs;
+    bool immediate;   /* every processor finishes at once: batches hold their rows */
+    bool sends_event; /* some processor sends the event: claims return whole rows */
 };
 
 static const es_runner_t *const runners[] = {&es_runner_webhook, &es_runner_nats,
@@ -80,6 +86,8 @@ static int load_processors(es_pworker_t *w, es_routing_t *b)
             json_decref(p->config);
             p->config = json_object();
         }
+        b->immediate = b->immediate && p->runner->immediate;
+        b->sends_event = b->sends_event || p->runner->sends_event;
         b->nprocs++;
     }
     PQclear(r);
@@ -323,8 +331,16 @@ static int chunk_end(const es_batch_t *b, int i0, int *ndlv)
     return i;
 }
 
+/* Whether w's connection is in a healthy open transaction: still the one a
+ * held claim began (a broken connection is replaced only by the next query). */
+static bool in_transaction(es_pworker_t *w)
+{
+    return w->db.conn != NULL && PQtransactionStatus(w->db.conn) == PQTRANS_INTRANS;
+}
+
 /* Records jobs [i0, i1) in one event.complete_events call; appends the
- * positions the claim still held to held. False when the call failed. */
+ * positions the claim still held to held. token NULL: the rows are held by
+ * this connection's open transaction. False when the call failed. */
 static bool complete_chunk(es_pworker_t *w, es_batch_t *b, const char *token, int i0, int i1,
                            json_t *held)
 {
@@ -363,9 +379,11 @@ static bool complete_chunk(es_pworker_t *w, es_batch_t *b, const char *token, in
     json_decref(outcomes);
     json_decref(results);
     const char *params[4] = {token, outcomes_s, results_s, deliveries.data};
-    PGresult *done = es_pworker_query(
-        w, "complete events",
-        "SELECT * FROM event.complete_events($1, $2::jsonb, $3::jsonb, $4::jsonb)", 4, params);
+    PGresult *done = NULL;
+    if (token != NULL || in_transaction(w))
+        done = es_pworker_query(
+            w, "complete events",
+            "SELECT * FROM event.complete_events($1, $2::jsonb, $3::jsonb, $4::jsonb)", 4, params);
     free(outcomes_s);
     free(results_s);
     es_buf_free(&deliveries);
@@ -492,6 +510,7 @@ static es_routing_t *routing(es_pworker_t *w, int64_t version)
     es_batch_cleanup(w);
     es_routing_t *rt = es_xcalloc(1, sizeof(*rt));
     rt->version = version;
+    rt->immediate = true;
     if (load_processors(w, rt) < 0 || load_subscriptions(w, rt) < 0) {
         routing_free(rt);
         return NULL;
@@ -507,14 +526,26 @@ int es_batch_process(es_pworker_t *w)
     snprintf(token, sizeof(token), "%s:%lld", w->id, (long long)++w->batches);
     snprintf(limit, sizeof(limit), "%d", cfg->processing.batch_size);
     snprintf(lease, sizeof(lease), "%d", cfg->processing.lease_seconds);
-    const char *params[3] = {limit, lease, token};
-    PGresult *claim = es_pworker_query(
-        w, "claim events", "SELECT * FROM event.claim_events($1::int, $2::int, $3)", 3, params);
-    if (claim == NULL)
+    /* Hold the rows when the routing last seen runs only immediate processors,
+     * and then leave out the event's columns unless a processor sends it. */
+    bool hold = w->routing != NULL && w->routing->immediate;
+    bool full = !hold || w->routing->sends_event;
+    if (hold && !es_pgsync_exec(&w->db, "begin a held claim", "BEGIN"))
         return -1;
+    const char *params[4] = {limit, hold ? NULL : lease, token, full ? "true" : "false"};
+    PGresult *claim = es_pworker_query(
+        w, "claim events", "SELECT * FROM event.claim_events($1::int, $2::int, $3, $4::boolean)",
+        4, params);
+    if (claim == NULL) {
+        if (hold)
+            es_pgsync_rollback(&w->db);
+        return -1;
+    }
     int n = PQntuples(claim);
     if (n == 0) {
         PQclear(claim);
+        if (hold)
+            es_pgsync_rollback(&w->db); /* nothing was changed */
         return 0;
     }
 
@@ -524,12 +555,15 @@ int es_batch_process(es_pworker_t *w)
     b.nats = w->nats;
     b.multi = w->multi;
     b.results = json_array();
+    json_t *held = json_array();
     int rc = n;
     es_routing_t *rt = routing(w, es_pg_int(claim, 0, CLAIM_COL_VERSION));
     if (rt == NULL) {
-        rc = -1; /* the lease runs out and the batch is claimed again */
+        rc = -1; /* the lease runs out (or the hold ends) and the batch is claimed again */
         goto cleanup;
     }
+    if (hold && (!rt->immediate || (rt->sends_event && !full)))
+        goto cleanup; /* the routing changed: given back untouched, claimed again at once */
     b.procs = rt->procs;
     b.nprocs = rt->nprocs;
     b.subs = rt->subs;
@@ -543,23 +577,33 @@ int es_batch_process(es_pworker_t *w)
             advance(&b.jobs[i]);
     wait_async(w, &b, token);
 
-    /* Recorded in chunks (positions in claim order), each one transaction. */
-    json_t *held = json_array();
+    /* Recorded in chunks (positions in claim order), each one transaction,
+     * or all in the held claim's transaction. */
+    int ndlv_all = 0;
     for (int i0 = 0, i1; i0 < n; i0 = i1) {
         int ndlv = 0;
         i1 = chunk_end(&b, i0, &ndlv);
-        if (!complete_chunk(w, &b, token, i0, i1, held)) {
+        if (!complete_chunk(w, &b, hold ? NULL : token, i0, i1, held)) {
             rc = -1;
             break;
         }
-        if (ndlv > 0 && w->on_deliveries != NULL)
+        ndlv_all += ndlv;
+        if (ndlv > 0 && !hold && w->on_deliveries != NULL)
             w->on_deliveries(w);
+    }
+    if (hold) {
+        if (rc < 0 || !in_transaction(w) || !es_pgsync_exec(&w->db, "commit a held claim", "COMMIT")) {
+            json_array_clear(held); /* nothing was recorded */
+            rc = -1;
+        } else if (ndlv_all > 0 && w->on_deliveries != NULL) {
+            w->on_deliveries(w);
+        }
+        hold = false;
     }
     if ((int)json_array_size(held) < n && rc >= 0)
         es_warn("%d of %d claimed events were taken over by another worker (lease ran out)",
                 n - (int)json_array_size(held), n);
     publish_results(w, &b, held, token);
-    json_decref(held);
     if (rc < 0)
         goto cleanup; /* the rest: the lease runs out and they are claimed again */
     int counts[ES_OUT_COUNT] = {0};
@@ -572,6 +616,9 @@ int es_batch_process(es_pworker_t *w)
         if (counts[k])
             es_metrics_processed((es_proc_outcome_t)k, counts[k]);
 cleanup:
+    if (hold)
+        es_pgsync_rollback(&w->db);
+    json_decref(held);
     batch_free(&b);
     PQclear(claim);
     return rc;

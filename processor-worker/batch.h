@@ -60,11 +60,18 @@ struct es_job {
 struct es_runner {
     const char *type;
     es_rc_t (*start)(es_job_t *job, const es_proc_t *proc, bool *ok, char **message);
+    /* start() always finishes at once, without waiting on a remote host: a
+     * batch whose processors all do may run inside its claim's transaction
+     * (schema/006). */
+    bool immediate;
+    /* start() sends the event (es_job_event_json): its claim must return the
+     * whole row (event.claim_events p_full). */
+    bool sends_event;
 };
 
 /* The event as the API renders it (the payload processors send out), rendered
  * on first use: a batch that only runs noop or projection processors never
- * renders it. */
+ * renders it, and may have claimed its rows without the columns it needs. */
 const char *es_job_event_json(es_job_t *job);
 
 struct es_batch {

@@ -37,6 +37,6 @@ static es_rc_t start_noop(es_job_t *job, const es_proc_t *proc, bool *ok, char *
     return ES_OK;
 }
 
-const es_runner_t es_runner_nats = {"nats", start_nats};
-const es_runner_t es_runner_projection = {"projection", start_projection};
-const es_runner_t es_runner_noop = {"noop", start_noop};
+const es_runner_t es_runner_nats = {"nats", start_nats, true, true};
+const es_runner_t es_runner_projection = {"projection", start_projection, true, false};
+const es_runner_t es_runner_noop = {"noop", start_noop, true, false};

@@ -92,4 +92,4 @@ void es_webhook_collect(es_batch_t *b)
     }
 }
 
-const es_runner_t es_runner_webhook = {"webhook", start};
+const es_runner_t es_runner_webhook = {"webhook", start, false, true};
