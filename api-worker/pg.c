@@ -217,6 +217,7 @@ static void connected(es_pgconn_t *c)
     if (es_pg_send(c,
                    "SELECT set_config('TimeZone', 'UTC', false),"
                    " set_config('DateStyle', 'ISO, YMD', false),"
+                   " set_config('jit', 'off', false)," /* short statements: see pgsync.c */
                    " set_config('statement_timeout', $1, false)",
                    1, params, setup_done, c) != ES_OK)
         return;
