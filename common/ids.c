@@ -1,14 +1,15 @@
 #include "common/ids.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 
-void es_random_bytes(void *buf, size_t n)
+static void getrandom_all(unsigned char *p, size_t n)
 {
-    unsigned char *p = buf;
     while (n > 0) {
         ssize_t got = getrandom(p, n, 0);
         if (got < 0) {
@@ -20,6 +21,41 @@ void es_random_bytes(void *buf, size_t n)
         p += got;
         n -= (size_t)got;
     }
+}
+
+/* Random bytes are drawn from the kernel 256 at a time: a UUID per event
+ * would otherwise cost a system call per event. The pool is per thread, and
+ * a forked child starts with it empty, so no two processes or threads ever
+ * hand out the same bytes. */
+static __thread unsigned char pool[256];
+static __thread size_t pool_left;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void pool_forget(void)
+{
+    pool_left = 0;
+}
+
+static void pool_init(void)
+{
+    pthread_atfork(NULL, NULL, pool_forget);
+}
+
+void es_random_bytes(void *buf, size_t n)
+{
+    pthread_once(&pool_once, pool_init);
+    if (n > sizeof(pool) / 4) {
+        getrandom_all(buf, n);
+        return;
+    }
+    if (pool_left < n) {
+        getrandom_all(pool, sizeof(pool));
+        pool_left = sizeof(pool);
+    }
+    unsigned char *src = pool + sizeof(pool) - pool_left;
+    memcpy(buf, src, n);
+    memset(src, 0, n); /* handed out once */
+    pool_left -= n;
 }
 
 void es_hex(const unsigned char *in, size_t n, char *out)

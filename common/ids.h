@@ -16,7 +16,8 @@ void es_uuid_v4(char *out);
  * name always gives the same UUID. */
 void es_uuid_from_name(const char *name, size_t len, char *out);
 
-/* Fills buf with n random bytes (getrandom; aborts if the kernel cannot). */
+/* Fills buf with n random bytes from getrandom, drawn ahead in a per-thread
+ * pool that a forked child never shares (aborts if the kernel cannot). */
 void es_random_bytes(void *buf, size_t n);
 
 /* Lowercase hex of n bytes into out (2n + 1 bytes). */

@@ -185,19 +185,23 @@ static void record(es_job_t *job, bool ok, const char *message)
 {
     es_batch_t *b = job->batch;
     const es_proc_t *p = &b->procs[job->running];
-    int64_t ms = (es_time_now_us() - job->run_started_us) / 1000;
-    const char *status = ok ? "success" : will_retry(job) ? "retry" : "failed";
-    json_t *row = json_pack("{sI ss ss ss ss sI}", "position", (json_int_t)job->position,
-                            "event_id", job->event_id, "processor_id", p->id, "processor_name",
-                            p->name, "status", status, "duration_ms", (json_int_t)ms);
-    json_object_set_new(row, "message", message ? json_string(message) : json_null());
-    json_object_set_new(row, "attempt", json_integer(job->attempts));
-    json_object_set_new(row, "ord", json_integer((json_int_t)json_array_size(b->results)));
+    if (b->nruns == b->runs_cap) {
+        b->runs_cap = b->runs_cap ? 2 * b->runs_cap : 64;
+        b->runs = es_xrealloc(b->runs, (size_t)b->runs_cap * sizeof(es_run_t));
+    }
+    es_run_t *run = &b->runs[b->nruns++];
+    run->position = job->position;
+    run->event_id = job->event_id;
+    run->proc = p;
+    run->status = ok ? "success" : will_retry(job) ? "retry" : "failed";
+    run->message = message ? es_xstrdup(message) : NULL;
+    run->duration_ms = (es_time_now_us() - job->run_started_us) / 1000;
+    run->attempt = job->attempts;
+    run->projection = NULL;
     if (ok && strcmp(p->type, "projection") == 0 && job->stream_id != NULL) {
         const char *name = json_string_value(json_object_get(p->config, "name"));
-        json_object_set_new(row, "projection", json_string(name ? name : "default"));
+        run->projection = name ? name : "default";
     }
-    json_array_append_new(b->results, row);
     job->running = -1;
 }
 
@@ -274,34 +278,59 @@ static int64_t backoff_ms(const es_config_t *cfg, int attempt)
     return (int64_t)(d * (0.75 + 0.5 * r / 255.0)); /* +-25% jitter */
 }
 
-static json_t *outcome_of(const es_config_t *cfg, es_job_t *job)
+/* Appends job's entry of event.complete_events()'s p_outcomes to o. */
+static void put_outcome(es_buf_t *o, const es_config_t *cfg, es_job_t *job)
 {
-    json_t *o = json_pack("{sI}", "position", (json_int_t)job->position);
+    es_buf_printf(o, "{\"position\":%lld,", (long long)job->position);
     if (job->event_id == NULL) {
-        json_object_set_new(o, "outcome", json_string("gone"));
-        return o;
+        es_buf_puts(o, "\"outcome\":\"gone\"}");
+        return;
     }
-    json_object_set_new(o, "event_id", json_string(job->event_id));
+    es_buf_puts(o, "\"event_id\":");
+    es_buf_json_cstr(o, job->event_id);
     if (!job->failed) {
-        json_t *names = json_array();
-        for (int i = 0; i < job->nnames; i++)
-            json_array_append_new(names, json_string(job->names[i]));
-        json_object_set_new(o, "outcome", json_string("processed"));
-        json_object_set_new(o, "processors", names);
-        return o;
+        es_buf_puts(o, ",\"outcome\":\"processed\",\"processors\":[");
+        for (int i = 0; i < job->nnames; i++) {
+            if (i > 0)
+                es_buf_putc(o, ',');
+            es_buf_json_cstr(o, job->names[i]);
+        }
+        es_buf_puts(o, "]}");
+        return;
     }
-    json_object_set_new(o, "error_message", json_string(job->error));
+    es_buf_puts(o, ",\"error_message\":");
+    es_buf_json_cstr(o, job->error);
     if (will_retry(job)) {
         char when[ES_TIME_BUFLEN];
         es_time_format(es_time_now_us() + backoff_ms(cfg, job->attempts) * 1000, when);
-        json_object_set_new(o, "outcome", json_string("retry"));
-        json_object_set_new(o, "run_at", json_string(when));
-        json_object_set_new(o, "retry_count", json_integer(job->attempts));
+        es_buf_printf(o, ",\"outcome\":\"retry\",\"run_at\":\"%s\",\"retry_count\":%d}", when,
+                      job->attempts);
     } else {
-        json_object_set_new(o, "outcome", json_string("failed"));
-        json_object_set_new(o, "retry_count", json_integer(job->attempts - 1));
+        es_buf_printf(o, ",\"outcome\":\"failed\",\"retry_count\":%d}", job->attempts - 1);
     }
-    return o;
+}
+
+/* Appends run (the ord-th of its batch) as an entry of p_results to r. */
+static void put_run(es_buf_t *r, const es_run_t *run, int ord)
+{
+    es_buf_printf(r, "{\"position\":%lld,\"event_id\":", (long long)run->position);
+    es_buf_json_cstr(r, run->event_id);
+    es_buf_puts(r, ",\"processor_id\":");
+    es_buf_json_cstr(r, run->proc->id);
+    es_buf_puts(r, ",\"processor_name\":");
+    es_buf_json_cstr(r, run->proc->name);
+    es_buf_printf(r, ",\"status\":\"%s\",\"duration_ms\":%lld,\"message\":", run->status,
+                  (long long)run->duration_ms);
+    if (run->message != NULL)
+        es_buf_json_cstr(r, run->message);
+    else
+        es_buf_puts(r, "null");
+    es_buf_printf(r, ",\"attempt\":%d,\"ord\":%d", run->attempt, ord);
+    if (run->projection != NULL) {
+        es_buf_puts(r, ",\"projection\":");
+        es_buf_json_cstr(r, run->projection);
+    }
+    es_buf_putc(r, '}');
 }
 
 /* A completion transaction creates at most about this many deliveries: a
@@ -338,19 +367,27 @@ static bool in_transaction(es_pworker_t *w)
     return w->db.conn != NULL && PQtransactionStatus(w->db.conn) == PQTRANS_INTRANS;
 }
 
+/* Positions a completion recorded (ascending within a batch). */
+typedef struct {
+    int64_t *v;
+    int n;
+} es_held_t;
+
 /* Records jobs [i0, i1) in one event.complete_events call; appends the
  * positions the claim still held to held. token NULL: the rows are held by
  * this connection's open transaction. False when the call failed. */
 static bool complete_chunk(es_pworker_t *w, es_batch_t *b, const char *token, int i0, int i1,
-                           json_t *held)
+                           es_held_t *held)
 {
-    json_t *outcomes = json_array();
-    es_buf_t deliveries = ES_BUF_INIT;
+    es_buf_t outcomes = ES_BUF_INIT, deliveries = ES_BUF_INIT, results = ES_BUF_INIT;
+    es_buf_putc(&outcomes, '[');
     es_buf_putc(&deliveries, '[');
     bool first = true;
     for (int i = i0; i < i1; i++) {
         es_job_t *j = &b->jobs[i];
-        json_array_append_new(outcomes, outcome_of(b->cfg, j));
+        if (i > i0)
+            es_buf_putc(&outcomes, ',');
+        put_outcome(&outcomes, b->cfg, j);
         for (int k = 0; k < b->nsubs; k++) {
             if (!wants(&b->subs[k], j))
                 continue;
@@ -363,48 +400,49 @@ static bool complete_chunk(es_pworker_t *w, es_batch_t *b, const char *token, in
             first = false;
         }
     }
+    es_buf_putc(&outcomes, ']');
     es_buf_putc(&deliveries, ']');
     /* The result rows of these jobs (positions ascend with the job index). */
-    json_t *results = json_array();
-    size_t r;
-    json_t *row;
-    json_array_foreach(b->results, r, row)
-    {
-        json_int_t pos = json_integer_value(json_object_get(row, "position"));
-        if (pos >= b->jobs[i0].position && pos <= b->jobs[i1 - 1].position)
-            json_array_append(results, row);
+    es_buf_putc(&results, '[');
+    first = true;
+    for (int r = 0; r < b->nruns; r++) {
+        const es_run_t *run = &b->runs[r];
+        if (run->position < b->jobs[i0].position || run->position > b->jobs[i1 - 1].position)
+            continue;
+        if (!first)
+            es_buf_putc(&results, ',');
+        put_run(&results, run, r);
+        first = false;
     }
-    char *outcomes_s = json_dumps(outcomes, JSON_COMPACT);
-    char *results_s = json_dumps(results, JSON_COMPACT);
-    json_decref(outcomes);
-    json_decref(results);
-    const char *params[4] = {token, outcomes_s, results_s, deliveries.data};
+    es_buf_putc(&results, ']');
+    const char *params[4] = {token, outcomes.data, results.data, deliveries.data};
     PGresult *done = NULL;
     if (token != NULL || in_transaction(w))
         done = es_pworker_query(
             w, "complete events",
             "SELECT * FROM event.complete_events($1, $2::jsonb, $3::jsonb, $4::jsonb)", 4, params);
-    free(outcomes_s);
-    free(results_s);
+    es_buf_free(&outcomes);
+    es_buf_free(&results);
     es_buf_free(&deliveries);
     if (done == NULL)
         return false;
-    for (int i = 0; i < PQntuples(done); i++)
-        json_array_append_new(held, json_integer(es_pg_int(done, i, 0)));
+    int n = PQntuples(done);
+    held->v = es_xrealloc(held->v, (size_t)(held->n + n) * sizeof(int64_t));
+    for (int i = 0; i < n; i++)
+        held->v[held->n++] = es_pg_int(done, i, 0);
     PQclear(done);
     return true;
 }
 
 /* Whether pos is in held (ascending positions). */
-static bool is_held(const json_t *held, json_int_t pos)
+static bool is_held(const es_held_t *held, int64_t pos)
 {
-    size_t lo = 0, hi = json_array_size(held);
+    int lo = 0, hi = held->n;
     while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        json_int_t v = json_integer_value(json_array_get(held, mid));
-        if (v == pos)
+        int mid = lo + (hi - lo) / 2;
+        if (held->v[mid] == pos)
             return true;
-        if (v < pos)
+        if (held->v[mid] < pos)
             lo = mid + 1;
         else
             hi = mid;
@@ -414,52 +452,63 @@ static bool is_held(const json_t *held, json_int_t pos)
 
 /* event.processed.success / event.processed.failed for each recorded run.
  * When NATS is down they go to event.outbox and are sent when it is back. */
-static void publish_results(es_pworker_t *w, es_batch_t *b, const json_t *held, const char *token)
+static void publish_results(es_pworker_t *w, es_batch_t *b, const es_held_t *held,
+                            const char *token)
 {
-    size_t i;
-    json_t *row;
     char now[ES_TIME_BUFLEN];
     es_time_format(es_time_now_us(), now);
-    json_array_foreach(b->results, i, row)
-    {
-        if (!is_held(held, json_integer_value(json_object_get(row, "position"))))
+    es_buf_t data = ES_BUF_INIT, env = ES_BUF_INIT, msg_id = ES_BUF_INIT;
+    for (int r = 0; r < b->nruns; r++) {
+        const es_run_t *run = &b->runs[r];
+        if (!is_held(held, run->position))
             continue;
-        const char *status = json_string_value(json_object_get(row, "status"));
-        bool ok = strcmp(status, "success") == 0;
-        json_t *data;
-        if (ok)
-            data = json_pack("{sO sO ss ss sO sn}", "event_id", json_object_get(row, "event_id"),
-                             "processor_name", json_object_get(row, "processor_name"), "status",
-                             "success", "processed_at", now, "duration_ms",
-                             json_object_get(row, "duration_ms"), "result");
-        else
-            data = json_pack("{sO sO sO ss sI ss sb}", "event_id", json_object_get(row, "event_id"),
-                             "processor_name", json_object_get(row, "processor_name"),
-                             "error_message", json_object_get(row, "message"), "error_type",
-                             "processor_error", "retry_count",
-                             (json_int_t)(json_integer_value(json_object_get(row, "attempt")) - 1),
-                             "failed_at", now, "will_retry", strcmp(status, "retry") == 0);
-        char *data_s = json_dumps(data, JSON_COMPACT);
-        json_decref(data);
-        es_buf_t env = ES_BUF_INIT;
+        bool ok = strcmp(run->status, "success") == 0;
+        es_buf_reset(&data);
+        es_buf_puts(&data, "{\"event_id\":");
+        es_buf_json_cstr(&data, run->event_id);
+        es_buf_puts(&data, ",\"processor_name\":");
+        es_buf_json_cstr(&data, run->proc->name);
+        if (ok) {
+            es_buf_printf(&data,
+                          ",\"status\":\"success\",\"processed_at\":\"%s\",\"duration_ms\":%lld,"
+                          "\"result\":null}",
+                          now, (long long)run->duration_ms);
+        } else {
+            es_buf_puts(&data, ",\"error_message\":");
+            if (run->message != NULL)
+                es_buf_json_cstr(&data, run->message);
+            else
+                es_buf_puts(&data, "null");
+            es_buf_printf(&data,
+                          ",\"error_type\":\"processor_error\",\"retry_count\":%d,"
+                          "\"failed_at\":\"%s\",\"will_retry\":%s}",
+                          run->attempt - 1, now,
+                          strcmp(run->status, "retry") == 0 ? "true" : "false");
+        }
         const char *subject = ok ? "event.processed.success" : "event.processed.failed";
-        es_publish_envelope(&env, subject, data_s, strlen(data_s));
+        es_buf_reset(&env);
+        es_publish_envelope(&env, subject, data.data, data.len);
         /* Unique per run: the claim token names this attempt even after an
          * admin retry restarted the attempt count. */
-        char *msg_id =
-            es_xasprintf("%s:%s:%s:%s", json_string_value(json_object_get(row, "event_id")),
-                         json_string_value(json_object_get(row, "processor_name")), token, status);
-        if (es_nats_js_publish(w->nats, subject, env.data, env.len, msg_id) != ES_OK) {
-            const char *params[3] = {subject, msg_id, env.data};
+        es_buf_reset(&msg_id);
+        es_buf_puts(&msg_id, run->event_id);
+        es_buf_putc(&msg_id, ':');
+        es_buf_puts(&msg_id, run->proc->name);
+        es_buf_putc(&msg_id, ':');
+        es_buf_puts(&msg_id, token);
+        es_buf_putc(&msg_id, ':');
+        es_buf_puts(&msg_id, run->status);
+        if (es_nats_js_publish(w->nats, subject, env.data, env.len, msg_id.data) != ES_OK) {
+            const char *params[3] = {subject, msg_id.data, env.data};
             PQclear(es_pworker_query(w, "outbox spill",
                                      "INSERT INTO event.outbox (subject, msg_id, payload) "
                                      "VALUES ($1, $2, $3)",
                                      3, params));
         }
-        free(msg_id);
-        free(data_s);
-        es_buf_free(&env);
     }
+    es_buf_free(&data);
+    es_buf_free(&env);
+    es_buf_free(&msg_id);
 }
 
 static void batch_free(es_batch_t *b)
@@ -472,7 +521,9 @@ static void batch_free(es_batch_t *b)
         free(j->error);
     }
     free(b->jobs);
-    json_decref(b->results);
+    for (int r = 0; r < b->nruns; r++)
+        free(b->runs[r].message);
+    free(b->runs);
 }
 
 static void routing_free(es_routing_t *rt)
@@ -554,8 +605,7 @@ int es_batch_process(es_pworker_t *w)
     b.cfg = cfg;
     b.nats = w->nats;
     b.multi = w->multi;
-    b.results = json_array();
-    json_t *held = json_array();
+    es_held_t held = {NULL, 0};
     int rc = n;
     es_routing_t *rt = routing(w, es_pg_int(claim, 0, CLAIM_COL_VERSION));
     if (rt == NULL) {
@@ -583,7 +633,7 @@ int es_batch_process(es_pworker_t *w)
     for (int i0 = 0, i1; i0 < n; i0 = i1) {
         int ndlv = 0;
         i1 = chunk_end(&b, i0, &ndlv);
-        if (!complete_chunk(w, &b, hold ? NULL : token, i0, i1, held)) {
+        if (!complete_chunk(w, &b, hold ? NULL : token, i0, i1, &held)) {
             rc = -1;
             break;
         }
@@ -593,17 +643,17 @@ int es_batch_process(es_pworker_t *w)
     }
     if (hold) {
         if (rc < 0 || !in_transaction(w) || !es_pgsync_exec(&w->db, "commit a held claim", "COMMIT")) {
-            json_array_clear(held); /* nothing was recorded */
+            held.n = 0; /* nothing was recorded */
             rc = -1;
         } else if (ndlv_all > 0 && w->on_deliveries != NULL) {
             w->on_deliveries(w);
         }
         hold = false;
     }
-    if ((int)json_array_size(held) < n && rc >= 0)
+    if (held.n < n && rc >= 0)
         es_warn("%d of %d claimed events were taken over by another worker (lease ran out)",
-                n - (int)json_array_size(held), n);
-    publish_results(w, &b, held, token);
+                n - held.n, n);
+    publish_results(w, &b, &held, token);
     if (rc < 0)
         goto cleanup; /* the rest: the lease runs out and they are claimed again */
     int counts[ES_OUT_COUNT] = {0};
@@ -618,7 +668,7 @@ int es_batch_process(es_pworker_t *w)
 cleanup:
     if (hold)
         es_pgsync_rollback(&w->db);
-    json_decref(held);
+    free(held.v);
     batch_free(&b);
     PQclear(claim);
     return rc;

@@ -74,6 +74,18 @@ struct es_runner {
  * renders it, and may have claimed its rows without the columns it needs. */
 const char *es_job_event_json(es_job_t *job);
 
+/* One processor run of the batch, in the order the runs ended. */
+typedef struct {
+    int64_t position;
+    const char *event_id; /* the claim's */
+    const es_proc_t *proc;
+    const char *status;     /* "success", "retry" or "failed" */
+    char *message;          /* NULL or heap */
+    int64_t duration_ms;
+    int attempt;
+    const char *projection; /* the projection to apply the event to, or NULL */
+} es_run_t;
+
 struct es_batch {
     const es_config_t *cfg;
     es_nats_t *nats;
@@ -85,7 +97,8 @@ struct es_batch {
     es_job_t *jobs;
     int njobs;
     int pending_async;
-    json_t *results; /* rows for event.complete_events() */
+    es_run_t *runs; /* rows for event.complete_events(), in run order */
+    int nruns, runs_cap;
 };
 
 /* Records the end of job's running processor and starts the next one. */

@@ -1,8 +1,11 @@
 #include "common/ids.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static bool is_lower_hex(char c)
 {
@@ -124,4 +127,48 @@ Test(ids, uuid_from_name_known_value)
     cr_assert_str_eq(u, "ba7816bf-8f01-5fea-8141-40de5dae2223");
     for (size_t i = ES_UUID_LEN + 1; i < sizeof(u); i++)
         cr_assert_eq(u[i], '#', "byte %zu overwritten", i);
+}
+
+/* A process forked with bytes left in its pool does not hand out the same
+ * bytes as its parent: the workers are forked from the master. */
+Test(ids, forked_child_draws_its_own_random_bytes)
+{
+    char first[ES_UUID_LEN + 1], parent[ES_UUID_LEN + 1], child[ES_UUID_LEN + 1] = {0};
+    es_uuid_v4(first); /* the pool now holds bytes for more */
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        char u[ES_UUID_LEN + 1];
+        es_uuid_v4(u);
+        _exit(write(fds[1], u, ES_UUID_LEN) == ES_UUID_LEN ? 0 : 1);
+    }
+    es_uuid_v4(parent);
+    cr_assert_eq(read(fds[0], child, ES_UUID_LEN), ES_UUID_LEN);
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(fds[0]);
+    close(fds[1]);
+    assert_uuid_v4(child);
+    cr_assert_neq(memcmp(parent, child, ES_UUID_LEN), 0, "parent and child both drew %s", child);
+}
+
+static void *uuid_thread(void *arg)
+{
+    es_uuid_v4(arg);
+    return NULL;
+}
+
+/* Threads draw from pools of their own. */
+Test(ids, threads_draw_distinct_bytes)
+{
+    char mine[ES_UUID_LEN + 1], theirs[ES_UUID_LEN + 1];
+    es_uuid_v4(mine);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, uuid_thread, theirs), 0);
+    es_uuid_v4(mine);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_neq(memcmp(mine, theirs, ES_UUID_LEN), 0);
 }
