@@ -213,6 +213,163 @@ es_rc_t es_nats_js_publish(es_nats_t *n, const char *subject, const char *data, 
     return ES_OK;
 }
 
+struct es_pubset {
+    es_nats_t *n;
+    jsCtx *js;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int outstanding;  /* published, answer not yet handled (guarded by mu) */
+    natsMsg **failed; /* answered with an error, kept for settle (guarded by mu) */
+    int nfailed, cap;
+};
+
+static void on_set_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    es_pubset_t *p = closure;
+    pthread_mutex_lock(&p->mu);
+    if (pae != NULL) {
+        if (p->nfailed == p->cap) {
+            p->cap = p->cap ? 2 * p->cap : 16;
+            p->failed = es_xrealloc(p->failed, (size_t)p->cap * sizeof(natsMsg *));
+        }
+        p->failed[p->nfailed++] = msg;
+        msg = NULL;
+    }
+    p->outstanding--;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    natsMsg_Destroy(msg);
+}
+
+es_pubset_t *es_pubset_open(es_nats_t *n)
+{
+    if (n == NULL || n->nc == NULL)
+        return NULL;
+    es_pubset_t *p = es_xcalloc(1, sizeof(*p));
+    p->n = n;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.PublishAsync.MaxPending = MAX_PENDING_ACKS;
+    jo.PublishAsync.AckHandler = on_set_ack;
+    jo.PublishAsync.AckHandlerClosure = p;
+    jo.PublishAsync.StallWait = 1;
+    jo.Wait = 5000;
+    natsStatus s = natsConnection_JetStream(&p->js, n->nc, &jo);
+    if (s != NATS_OK) {
+        es_error("JetStream context: %s", natsStatus_GetText(s));
+        pthread_cond_destroy(&p->cv);
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+es_rc_t es_pubset_publish(es_pubset_t *p, const char *subject, const char *data, size_t len,
+                          const char *msg_id)
+{
+    if (p == NULL || !atomic_load(&p->n->connected))
+        return ES_AGAIN;
+    pthread_mutex_lock(&p->mu);
+    bool full = p->outstanding >= MAX_PENDING_ACKS - 16;
+    pthread_mutex_unlock(&p->mu);
+    if (full)
+        return ES_AGAIN;
+    natsMsg *msg = NULL;
+    if (natsMsg_Create(&msg, subject, NULL, data, (int)len) != NATS_OK)
+        return ES_ERR;
+    if (msg_id != NULL)
+        natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id);
+    pthread_mutex_lock(&p->mu);
+    p->outstanding++;
+    pthread_mutex_unlock(&p->mu);
+    if (js_PublishMsgAsync(p->js, &msg, NULL) != NATS_OK) {
+        pthread_mutex_lock(&p->mu);
+        p->outstanding--;
+        pthread_mutex_unlock(&p->mu);
+        natsMsg_Destroy(msg); /* still ours when the call failed */
+        return ES_AGAIN;
+    }
+    return ES_OK;
+}
+
+static void hand_over(natsMsg *m, es_pubset_failed_cb failed, void *closure)
+{
+    const char *msg_id = NULL;
+    if (natsMsgHeader_Get(m, "Nats-Msg-Id", &msg_id) != NATS_OK)
+        msg_id = NULL;
+    if (failed != NULL)
+        failed(natsMsg_GetSubject(m), msg_id, natsMsg_GetData(m), natsMsg_GetDataLength(m),
+               closure);
+}
+
+int es_pubset_settle(es_pubset_t *p, int timeout_ms, es_pubset_failed_cb failed, void *closure)
+{
+    if (p == NULL)
+        return 0;
+    struct timespec until = es_time_realtime_in(timeout_ms);
+    pthread_mutex_lock(&p->mu);
+    while (p->outstanding > 0)
+        if (pthread_cond_timedwait(&p->cv, &p->mu, &until) != 0)
+            break;
+    bool unanswered = p->outstanding > 0;
+    pthread_mutex_unlock(&p->mu);
+    /* Still unanswered: taken back from the library (an answer that comes
+     * later is dropped; a resend under the same Nats-Msg-Id is a duplicate
+     * the stream discards). Only then: nats.c 3.4 crashes asking a context
+     * that never had a publication in flight. */
+    natsMsgList pending = {0};
+    if (unanswered && js_PublishAsyncGetPendingList(&pending, p->js) == NATS_OK) {
+        pthread_mutex_lock(&p->mu);
+        p->outstanding -= pending.Count;
+        pthread_mutex_unlock(&p->mu);
+    }
+    pthread_mutex_lock(&p->mu);
+    natsMsg **gone = p->failed;
+    int ngone = p->nfailed;
+    p->failed = NULL;
+    p->nfailed = p->cap = 0;
+    pthread_mutex_unlock(&p->mu);
+    int n = ngone + pending.Count;
+    for (int i = 0; i < ngone; i++) {
+        hand_over(gone[i], failed, closure);
+        natsMsg_Destroy(gone[i]);
+    }
+    free(gone);
+    for (int i = 0; i < pending.Count; i++)
+        hand_over(pending.Msgs[i], failed, closure);
+    if (pending.Msgs != NULL)
+        natsMsgList_Destroy(&pending);
+    if (n > 0) {
+        atomic_fetch_add(&p->n->failed, (uint_fast64_t)n);
+        int64_t now = es_time_mono_ms();
+        int64_t last = atomic_load(&p->n->last_fail_log_ms);
+        if (now - last > 5000 &&
+            atomic_compare_exchange_strong(&p->n->last_fail_log_ms, &last, now))
+            es_warn("%d JetStream publications not acknowledged (%d errors, %d no answer in %d ms)",
+                    n, ngone, pending.Count, timeout_ms);
+    }
+    return n;
+}
+
+void es_pubset_close(es_pubset_t *p, int timeout_ms)
+{
+    if (p == NULL)
+        return;
+    es_pubset_settle(p, timeout_ms, NULL, NULL);
+    pthread_mutex_lock(&p->mu);
+    int left = p->outstanding;
+    pthread_mutex_unlock(&p->mu);
+    jsCtx_Destroy(p->js);
+    if (left > 0)
+        return; /* an answer may still be handled: the set stays (the process is ending) */
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
 es_rc_t es_nats_publish(es_nats_t *n, const char *subject, const char *data, size_t len)
 {
     if (n == NULL || n->nc == NULL || !atomic_load(&n->connected))

@@ -46,6 +46,28 @@ bool es_nats_settled(es_nats_t *n);
 es_rc_t es_nats_js_publish(es_nats_t *n, const char *subject, const char *data, size_t len,
                            const char *msg_id);
 
+/* A set of JetStream publications whose acknowledgements can be awaited
+ * together: one thread's own context on n's connection. Whoever publishes
+ * something that must not be lost publishes it through a set before the
+ * commit that records it, waits for the set to settle, and records whatever
+ * the stream did not acknowledge (in the same transaction) for a later
+ * resend. NULL when NATS is disabled or its context cannot be made; every
+ * publish through a NULL set answers ES_AGAIN. */
+typedef struct es_pubset es_pubset_t;
+es_pubset_t *es_pubset_open(es_nats_t *n);
+/* As es_nats_js_publish, through the set. */
+es_rc_t es_pubset_publish(es_pubset_t *p, const char *subject, const char *data, size_t len,
+                          const char *msg_id);
+/* A publication the stream did not acknowledge. */
+typedef void (*es_pubset_failed_cb)(const char *subject, const char *msg_id, const char *data,
+                                    int len, void *closure);
+/* Waits up to timeout_ms until every publication of the set since the last
+ * settle has its answer, then calls failed() for each that got an error or
+ * no answer in time, and forgets them all. Returns how many failed. */
+int es_pubset_settle(es_pubset_t *p, int timeout_ms, es_pubset_failed_cb failed, void *closure);
+/* Settles (up to timeout_ms, dropping what failed) and frees the set. */
+void es_pubset_close(es_pubset_t *p, int timeout_ms);
+
 /* Core NATS publish (wake-ups; may be lost). ES_AGAIN when disconnected. */
 es_rc_t es_nats_publish(es_nats_t *n, const char *subject, const char *data, size_t len);
 

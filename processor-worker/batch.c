@@ -362,6 +362,10 @@ static int chunk_end(const es_batch_t *b, int i0, int *ndlv)
 
 /* Whether w's connection is in a healthy open transaction: still the one a
  * held claim began (a broken connection is replaced only by the next query). */
+/* How long a completion waits for the stream's acknowledgements before it
+ * writes the unanswered publications to the outbox. */
+#define PUBLISH_SETTLE_MS 2000
+
 static bool in_transaction(es_pworker_t *w)
 {
     return w->db.conn != NULL && PQtransactionStatus(w->db.conn) == PQTRANS_INTRANS;
@@ -372,6 +376,13 @@ typedef struct {
     int64_t *v;
     int n;
 } es_held_t;
+
+/* Commits the open transaction; false (and nothing committed) when it is
+ * not a healthy open one or the commit failed. */
+static bool commit(es_pworker_t *w, const char *what)
+{
+    return in_transaction(w) && es_pgsync_exec(&w->db, what, "COMMIT");
+}
 
 /* Records jobs [i0, i1) in one event.complete_events call; appends the
  * positions the claim still held to held. token NULL: the rows are held by
@@ -450,25 +461,62 @@ static bool is_held(const es_held_t *held, int64_t pos)
     return false;
 }
 
-/* event.processed.success / event.processed.failed for each recorded run.
- * When NATS is down they go to event.outbox and are sent when it is back. */
-static void publish_results(es_pworker_t *w, es_batch_t *b, const es_held_t *held,
+/* Writes a publication to event.outbox, in the open transaction. */
+static bool spill(es_pworker_t *w, const char *subject, const char *msg_id, const char *data,
+                  size_t len)
+{
+    char *payload = es_xmalloc(len + 1);
+    memcpy(payload, data, len);
+    payload[len] = '\0';
+    const char *params[3] = {subject, msg_id, payload};
+    PGresult *r = es_pworker_query(w, "outbox spill",
+                                   "INSERT INTO event.outbox (subject, msg_id, payload) "
+                                   "VALUES ($1, $2, $3)",
+                                   3, params);
+    free(payload);
+    PQclear(r);
+    return r != NULL;
+}
+
+typedef struct {
+    es_pworker_t *w;
+    bool ok;
+} spill_ctx_t;
+
+static void spill_unacked(const char *subject, const char *msg_id, const char *data, int len,
+                          void *closure)
+{
+    spill_ctx_t *c = closure;
+    if (c->ok && (msg_id == NULL || !spill(c->w, subject, msg_id, data, (size_t)len)))
+        c->ok = false;
+}
+
+/* event.processed.success / event.processed.failed for each run recorded in
+ * the open transaction (positions held->v[from..]), before it commits: the
+ * stream acknowledged each, or it is written to event.outbox in the same
+ * transaction and sent when NATS is back. So a recorded run is always
+ * published (a run whose commit then fails may be published and run again).
+ * False when the outbox could not be written: the transaction must not
+ * commit. */
+static bool publish_results(es_pworker_t *w, es_batch_t *b, const es_held_t *held, int from,
                             const char *token)
 {
+    es_held_t mine = {held->v + from, held->n - from};
+    bool ok = true;
     char now[ES_TIME_BUFLEN];
     es_time_format(es_time_now_us(), now);
     es_buf_t data = ES_BUF_INIT, env = ES_BUF_INIT, msg_id = ES_BUF_INIT;
     for (int r = 0; r < b->nruns; r++) {
         const es_run_t *run = &b->runs[r];
-        if (!is_held(held, run->position))
+        if (!is_held(&mine, run->position))
             continue;
-        bool ok = strcmp(run->status, "success") == 0;
+        bool success = strcmp(run->status, "success") == 0;
         es_buf_reset(&data);
         es_buf_puts(&data, "{\"event_id\":");
         es_buf_json_cstr(&data, run->event_id);
         es_buf_puts(&data, ",\"processor_name\":");
         es_buf_json_cstr(&data, run->proc->name);
-        if (ok) {
+        if (success) {
             es_buf_printf(&data,
                           ",\"status\":\"success\",\"processed_at\":\"%s\",\"duration_ms\":%lld,"
                           "\"result\":null}",
@@ -485,7 +533,7 @@ static void publish_results(es_pworker_t *w, es_batch_t *b, const es_held_t *hel
                           run->attempt - 1, now,
                           strcmp(run->status, "retry") == 0 ? "true" : "false");
         }
-        const char *subject = ok ? "event.processed.success" : "event.processed.failed";
+        const char *subject = success ? "event.processed.success" : "event.processed.failed";
         es_buf_reset(&env);
         es_publish_envelope(&env, subject, data.data, data.len);
         /* Unique per run: the claim token names this attempt even after an
@@ -498,17 +546,18 @@ static void publish_results(es_pworker_t *w, es_batch_t *b, const es_held_t *hel
         es_buf_puts(&msg_id, token);
         es_buf_putc(&msg_id, ':');
         es_buf_puts(&msg_id, run->status);
-        if (es_nats_js_publish(w->nats, subject, env.data, env.len, msg_id.data) != ES_OK) {
-            const char *params[3] = {subject, msg_id.data, env.data};
-            PQclear(es_pworker_query(w, "outbox spill",
-                                     "INSERT INTO event.outbox (subject, msg_id, payload) "
-                                     "VALUES ($1, $2, $3)",
-                                     3, params));
+        if (es_pubset_publish(w->pub, subject, env.data, env.len, msg_id.data) != ES_OK &&
+            !spill(w, subject, msg_id.data, env.data, env.len)) {
+            ok = false;
+            break;
         }
     }
     es_buf_free(&data);
     es_buf_free(&env);
     es_buf_free(&msg_id);
+    spill_ctx_t c = {w, ok};
+    es_pubset_settle(w->pub, PUBLISH_SETTLE_MS, spill_unacked, &c);
+    return c.ok;
 }
 
 static void batch_free(es_batch_t *b)
@@ -627,33 +676,46 @@ int es_batch_process(es_pworker_t *w)
             advance(&b.jobs[i]);
     wait_async(w, &b, token);
 
-    /* Recorded in chunks (positions in claim order), each one transaction,
-     * or all in the held claim's transaction. */
+    /* Recorded in chunks (positions in claim order), each one transaction
+     * with its publications, or all in the held claim's transaction. */
     int ndlv_all = 0;
     for (int i0 = 0, i1; i0 < n; i0 = i1) {
         int ndlv = 0;
         i1 = chunk_end(&b, i0, &ndlv);
+        int h0 = held.n;
+        if (!hold && !es_pgsync_exec(&w->db, "begin a completion", "BEGIN")) {
+            rc = -1;
+            break;
+        }
         if (!complete_chunk(w, &b, hold ? NULL : token, i0, i1, &held)) {
             rc = -1;
             break;
         }
         ndlv_all += ndlv;
-        if (ndlv > 0 && !hold && w->on_deliveries != NULL)
-            w->on_deliveries(w);
-    }
-    if (hold) {
-        if (rc < 0 || !in_transaction(w) || !es_pgsync_exec(&w->db, "commit a held claim", "COMMIT")) {
-            held.n = 0; /* nothing was recorded */
+        if (hold)
+            continue;
+        if (!publish_results(w, &b, &held, h0, token) || !commit(w, "commit a completion")) {
+            es_pgsync_rollback(&w->db);
+            held.n = h0; /* this chunk was not recorded */
             rc = -1;
-        } else if (ndlv_all > 0 && w->on_deliveries != NULL) {
-            w->on_deliveries(w);
+            break;
         }
-        hold = false;
+        if (ndlv > 0 && w->on_deliveries != NULL)
+            w->on_deliveries(w);
     }
+    if (rc < 0 || (hold && (!publish_results(w, &b, &held, 0, token) ||
+                            !commit(w, "commit a held claim")))) {
+        es_pgsync_rollback(&w->db);
+        if (hold)
+            held.n = 0; /* nothing was recorded */
+        rc = -1;
+    } else if (hold && ndlv_all > 0 && w->on_deliveries != NULL) {
+        w->on_deliveries(w);
+    }
+    hold = false;
     if (held.n < n && rc >= 0)
         es_warn("%d of %d claimed events were taken over by another worker (lease ran out)",
                 n - held.n, n);
-    publish_results(w, &b, &held, token);
     if (rc < 0)
         goto cleanup; /* the rest: the lease runs out and they are claimed again */
     int counts[ES_OUT_COUNT] = {0};

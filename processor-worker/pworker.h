@@ -16,6 +16,7 @@ typedef struct es_pworker {
     const es_config_t *cfg;
     es_pgsync_t db; /* this claim loop's connection */
     es_nats_t *nats;
+    es_pubset_t *pub; /* this claim loop's publications (event.processed.*) */
     CURLM *multi;
     int master_fd;
     int64_t last_beat_ms;

@@ -149,6 +149,7 @@ int es_processor_worker_main(const es_config_t *cfg, int master_fd)
         w->cfg = cfg;
         w->master_fd = -1;
         w->nats = nats;
+        w->pub = es_pubset_open(nats);
         w->on_deliveries = deliveries_created;
         snprintf(w->id, sizeof(w->id), "%s:%d.%d", host, (int)getpid(), i);
         es_pgsync_init(&w->db, conninfo, "processing");
@@ -185,6 +186,8 @@ int es_processor_worker_main(const es_config_t *cfg, int master_fd)
     wake.delivery = NULL;
     es_outbox_stop(wake.outbox);
     wake.outbox = NULL;
+    for (int i = 0; i < nloops; i++)
+        es_pubset_close(loops[i].pub, 0); /* each settled its last batch */
     es_nats_close(nats, 2000);
     for (int i = 0; i < nloops; i++) {
         curl_multi_cleanup(loops[i].multi);

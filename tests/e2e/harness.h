@@ -357,6 +357,8 @@ bool h_js_wait_msg(h_env_t *e, const char *msg_id, int timeout_ms, h_msg_t *out)
 void h_msg_clear(h_msg_t *m);
 /* True once the stream exists on the test's nats-server. */
 bool h_js_stream_exists(h_env_t *e);
+/* Deletes the service's stream from the test's nats-server (true when it did). */
+bool h_js_delete_stream(h_env_t *e);
 /* The data of the stream's messages on subject about event_id, in order (caller decrefs). */
 json_t *h_js_published(h_env_t *e, const char *subject, const char *event_id);
 /* How many messages h_js_published would return. */

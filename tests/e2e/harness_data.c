@@ -216,6 +216,17 @@ bool h_js_stream_exists(h_env_t *e)
     return ok;
 }
 
+bool h_js_delete_stream(h_env_t *e)
+{
+    js_conn_t c;
+    if (!js_open(e, &c))
+        return false;
+    jsErrCode jerr = 0;
+    bool ok = js_DeleteStream(c.js, STREAM_NAME, NULL, &jerr) == NATS_OK;
+    js_close(&c);
+    return ok;
+}
+
 static void msg_copy(natsMsg *m, h_msg_t *out)
 {
     memset(out, 0, sizeof(*out));

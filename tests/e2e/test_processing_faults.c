@@ -416,3 +416,77 @@ H_TEST(processing_faults, wakeups_follow_nats)
               "the processor worker's %d NATS connections were not all back within 30 s", handles);
     processed_by_wakeup(e, "after nats-server restarted");
 }
+
+/* The stream goes away while NATS stays up, so the stream acknowledges no
+ * event.processed.success: the publication of a run recorded meanwhile is
+ * written to event.outbox in the run's own transaction (it is there when the
+ * event shows processed), and reaches the stream once nats-server is back
+ * with it. Nothing recorded goes unpublished. */
+H_TEST(processing_faults, unacknowledged_publication_kept_in_outbox)
+{
+    h_env_t *e = h_setup(&(h_opts_t){.api_workers = 1,
+                                     .processors = 1,
+                                     .extra_yaml = "processing:\n  interval_seconds: 1\n"});
+    h_svc_start(e);
+    free(h_add_processor(e, "{\"processor_name\":\"stamp\",\"processor_type\":\"noop\"}"));
+    char *warm = h_create(e, "{\"event_type\":\"warm.up\",\"data\":{}}");
+    cr_assert(H_WAIT(20000, h_js_published_count(e, "event.processed.success", warm) == 1),
+              "the first run was not published");
+    free(warm);
+
+    cr_assert(h_js_delete_stream(e), "the stream could not be deleted");
+    char *id = h_create(e, "{\"event_type\":\"after.delete\",\"data\":{}}");
+    cr_assert(H_WAIT(20000, h_event_status_is(e, id, "processed")), "not processed in 20 s");
+    char like[128];
+    snprintf(like, sizeof(like), "%s:stamp:%%:success", id);
+    PGresult *r = h_sql(e, "SELECT subject FROM event.outbox WHERE msg_id LIKE $1", like);
+    cr_assert_eq(PQntuples(r), 1, "outbox rows for the run: %d", PQntuples(r));
+    cr_assert_str_eq(PQgetvalue(r, 0, 0), "event.processed.success");
+    PQclear(r);
+
+    h_nats_stop(&e->nats, SIGTERM);
+    h_nats_start(&e->nats);
+    cr_assert(H_WAIT(30000, h_js_published_count(e, "event.processed.success", id) == 1),
+              "the run's publication did not reach the stream within 30 s of NATS coming back");
+    cr_assert(H_WAIT(10000, h_sql_int(e, "SELECT count(*) FROM event.outbox") == 0),
+              "the outbox was not emptied");
+    free(id);
+    h_stop_all(e, NULL);
+}
+
+/* nats-server freezes (SIGSTOP) while connected: a run's publication gets no
+ * answer, so after waiting for it the completion writes it to event.outbox
+ * with the run. When the server thaws, the original publication and the
+ * outbox's resend carry the same Nats-Msg-Id: the stream keeps one. */
+H_TEST(processing_faults, unanswered_publication_kept_in_outbox_once_in_stream)
+{
+    h_env_t *e = h_setup(&(h_opts_t){.api_workers = 1,
+                                     .processors = 1,
+                                     .extra_yaml = "processing:\n  interval_seconds: 1\n"});
+    h_svc_start(e);
+    free(h_add_processor(e, "{\"processor_name\":\"stamp\",\"processor_type\":\"noop\"}"));
+    char *warm = h_create(e, "{\"event_type\":\"warm.up\",\"data\":{}}");
+    cr_assert(H_WAIT(20000, h_js_published_count(e, "event.processed.success", warm) == 1),
+              "the first run was not published");
+    free(warm);
+
+    cr_assert_eq(kill(e->nats.pid, SIGSTOP), 0);
+    char *id = h_create(e, "{\"event_type\":\"while.frozen\",\"data\":{}}");
+    bool processed = H_WAIT(20000, h_event_status_is(e, id, "processed"));
+    char like[128];
+    snprintf(like, sizeof(like), "%s:stamp:%%:success", id);
+    int64_t spilled = h_sql_int(e, "SELECT count(*) FROM event.outbox WHERE msg_id LIKE $1", like);
+    cr_assert_eq(kill(e->nats.pid, SIGCONT), 0);
+    cr_assert(processed, "not processed in 20 s while NATS was frozen");
+    cr_assert_eq(spilled, 1, "outbox rows for the run: %lld", (long long)spilled);
+
+    cr_assert(H_WAIT(30000, h_sql_int(e, "SELECT count(*) FROM event.outbox") == 0),
+              "the outbox was not emptied within 30 s of NATS thawing");
+    cr_assert(H_WAIT(10000, h_js_published_count(e, "event.processed.success", id) >= 1),
+              "the run's publication never reached the stream");
+    cr_assert_eq(h_js_published_count(e, "event.processed.success", id), 1,
+                 "the stream kept the run's publication %zu times",
+                 h_js_published_count(e, "event.processed.success", id));
+    free(id);
+    h_stop_all(e, NULL);
+}
