@@ -235,8 +235,8 @@ static void on_set_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
         p->failed[p->nfailed++] = msg;
         msg = NULL;
     }
-    p->outstanding--;
-    pthread_cond_broadcast(&p->cv);
+    if (--p->outstanding == 0)
+        pthread_cond_broadcast(&p->cv); /* settle waits for none outstanding */
     pthread_mutex_unlock(&p->mu);
     natsMsg_Destroy(msg);
 }
@@ -272,19 +272,19 @@ es_rc_t es_pubset_publish(es_pubset_t *p, const char *subject, const char *data,
 {
     if (p == NULL || !atomic_load(&p->n->connected))
         return ES_AGAIN;
-    pthread_mutex_lock(&p->mu);
-    bool full = p->outstanding >= MAX_PENDING_ACKS - 16;
-    pthread_mutex_unlock(&p->mu);
-    if (full)
-        return ES_AGAIN;
     natsMsg *msg = NULL;
     if (natsMsg_Create(&msg, subject, NULL, data, (int)len) != NATS_OK)
         return ES_ERR;
     if (msg_id != NULL)
         natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id);
     pthread_mutex_lock(&p->mu);
-    p->outstanding++;
+    bool full = p->outstanding >= MAX_PENDING_ACKS - 16;
+    p->outstanding += !full;
     pthread_mutex_unlock(&p->mu);
+    if (full) {
+        natsMsg_Destroy(msg);
+        return ES_AGAIN;
+    }
     if (js_PublishMsgAsync(p->js, &msg, NULL) != NATS_OK) {
         pthread_mutex_lock(&p->mu);
         p->outstanding--;
@@ -324,6 +324,8 @@ int es_pubset_settle(es_pubset_t *p, int timeout_ms, es_pubset_failed_cb failed,
     if (unanswered && js_PublishAsyncGetPendingList(&pending, p->js) == NATS_OK) {
         pthread_mutex_lock(&p->mu);
         p->outstanding -= pending.Count;
+        if (p->outstanding == 0)
+            pthread_cond_broadcast(&p->cv);
         pthread_mutex_unlock(&p->mu);
     }
     pthread_mutex_lock(&p->mu);

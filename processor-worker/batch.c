@@ -491,24 +491,25 @@ static void spill_unacked(const char *subject, const char *msg_id, const char *d
         c->ok = false;
 }
 
-/* event.processed.success / event.processed.failed for each run recorded in
- * the open transaction (positions held->v[from..]), before it commits: the
- * stream acknowledged each, or it is written to event.outbox in the same
- * transaction and sent when NATS is back. So a recorded run is always
+/* event.processed.success / event.processed.failed are published before the
+ * commit that records their runs, and settled (settle_results) before it:
+ * the stream acknowledged each, or it is written to event.outbox in that
+ * same transaction and sent when NATS is back. So a recorded run is always
  * published (a run whose commit then fails may be published and run again).
- * False when the outbox could not be written: the transaction must not
- * commit. */
-static bool publish_results(es_pworker_t *w, es_batch_t *b, const es_held_t *held, int from,
+ *
+ * Publishes the runs of the positions in only (NULL: every run of the
+ * batch). A publication refused at once goes to the outbox now. False when
+ * the outbox could not be written: the transaction must not commit. */
+static bool publish_results(es_pworker_t *w, es_batch_t *b, const es_held_t *only,
                             const char *token)
 {
-    es_held_t mine = {held->v + from, held->n - from};
     bool ok = true;
     char now[ES_TIME_BUFLEN];
     es_time_format(es_time_now_us(), now);
     es_buf_t data = ES_BUF_INIT, env = ES_BUF_INIT, msg_id = ES_BUF_INIT;
     for (int r = 0; r < b->nruns; r++) {
         const es_run_t *run = &b->runs[r];
-        if (!is_held(&mine, run->position))
+        if (only != NULL && !is_held(only, run->position))
             continue;
         bool success = strcmp(run->status, "success") == 0;
         es_buf_reset(&data);
@@ -555,9 +556,24 @@ static bool publish_results(es_pworker_t *w, es_batch_t *b, const es_held_t *hel
     es_buf_free(&data);
     es_buf_free(&env);
     es_buf_free(&msg_id);
-    spill_ctx_t c = {w, ok};
+    return ok;
+}
+
+/* Waits for the answers to what publish_results sent and writes what the
+ * stream did not acknowledge to the outbox (see there). */
+static bool settle_results(es_pworker_t *w)
+{
+    spill_ctx_t c = {w, true};
     es_pubset_settle(w->pub, PUBLISH_SETTLE_MS, spill_unacked, &c);
     return c.ok;
+}
+
+/* After a rollback: the answers to what was published are awaited and
+ * forgotten (the runs were not recorded and will run again), so none is
+ * written to the outbox of a later transaction. */
+static void drop_results(es_pworker_t *w)
+{
+    es_pubset_settle(w->pub, PUBLISH_SETTLE_MS, NULL, NULL);
 }
 
 static void batch_free(es_batch_t *b)
@@ -677,9 +693,12 @@ int es_batch_process(es_pworker_t *w)
     wait_async(w, &b, token);
 
     /* Recorded in chunks (positions in claim order), each one transaction
-     * with its publications, or all in the held claim's transaction. */
+     * with its publications, or all in the held claim's transaction. A hold
+     * keeps every row it claimed, so its runs are published first and their
+     * answers come in while PostgreSQL records them. */
     int ndlv_all = 0;
-    for (int i0 = 0, i1; i0 < n; i0 = i1) {
+    bool published = !hold || publish_results(w, &b, NULL, token);
+    for (int i0 = 0, i1; published && i0 < n; i0 = i1) {
         int ndlv = 0;
         i1 = chunk_end(&b, i0, &ndlv);
         int h0 = held.n;
@@ -694,8 +713,11 @@ int es_batch_process(es_pworker_t *w)
         ndlv_all += ndlv;
         if (hold)
             continue;
-        if (!publish_results(w, &b, &held, h0, token) || !commit(w, "commit a completion")) {
+        es_held_t chunk = {held.v + h0, held.n - h0};
+        if (!publish_results(w, &b, &chunk, token) || !settle_results(w) ||
+            !commit(w, "commit a completion")) {
             es_pgsync_rollback(&w->db);
+            drop_results(w);
             held.n = h0; /* this chunk was not recorded */
             rc = -1;
             break;
@@ -703,9 +725,10 @@ int es_batch_process(es_pworker_t *w)
         if (ndlv > 0 && w->on_deliveries != NULL)
             w->on_deliveries(w);
     }
-    if (rc < 0 || (hold && (!publish_results(w, &b, &held, 0, token) ||
-                            !commit(w, "commit a held claim")))) {
+    if (rc < 0 || !published ||
+        (hold && (!settle_results(w) || !commit(w, "commit a held claim")))) {
         es_pgsync_rollback(&w->db);
+        drop_results(w);
         if (hold)
             held.n = 0; /* nothing was recorded */
         rc = -1;
