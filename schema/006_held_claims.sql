@@ -113,13 +113,20 @@ BEGIN
     IF p_token IS NULL AND pg_current_xact_id_if_assigned() IS NULL THEN
         RAISE EXCEPTION 'event.complete_events without a claim token outside the transaction that holds the rows';
     END IF;
-    SELECT array_agg(h.position ORDER BY h.position) INTO v_held
-    FROM (SELECT q.position FROM event.processing_queue q
-          WHERE q.position IN (SELECT (o ->> 'position')::bigint
-                               FROM jsonb_array_elements(p_outcomes) o)
-            AND (p_token IS NULL OR q.claim = p_token)
-          ORDER BY q.position
-          FOR UPDATE OF q) h;
+    IF p_token IS NULL THEN
+        -- Every row the hold returned is locked by this transaction until it
+        -- ends: none can be gone or taken.
+        SELECT array_agg(DISTINCT (o ->> 'position')::bigint) INTO v_held
+        FROM jsonb_array_elements(p_outcomes) o;
+    ELSE
+        SELECT array_agg(h.position ORDER BY h.position) INTO v_held
+        FROM (SELECT q.position FROM event.processing_queue q
+              WHERE q.position IN (SELECT (o ->> 'position')::bigint
+                                   FROM jsonb_array_elements(p_outcomes) o)
+                AND q.claim = p_token
+              ORDER BY q.position
+              FOR UPDATE OF q) h;
+    END IF;
     IF v_held IS NULL THEN
         RETURN;
     END IF;
