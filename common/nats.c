@@ -62,6 +62,21 @@ static void on_closed(natsConnection *nc, void *closure)
     pthread_mutex_unlock(&n->mu);
 }
 
+/* A JetStream context on nc whose asynchronous publishes never block (a
+ * full window answers at once) and report each answer to on_answer. */
+static natsStatus js_context(jsCtx **js, natsConnection *nc, jsPubAckHandler on_answer,
+                             void *closure)
+{
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.PublishAsync.MaxPending = MAX_PENDING_ACKS;
+    jo.PublishAsync.AckHandler = on_answer;
+    jo.PublishAsync.AckHandlerClosure = closure;
+    jo.PublishAsync.StallWait = 1;
+    jo.Wait = 5000;
+    return natsConnection_JetStream(js, nc, &jo);
+}
+
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
     es_nats_t *n = closure;
@@ -158,14 +173,7 @@ es_nats_t *es_nats_open(const es_config_t *cfg, const char *name)
     if (s == NATS_NOT_YET_CONNECTED)
         es_warn("NATS server %s not reachable yet; retrying in the background", cfg->nats.url);
 
-    jsOptions jo;
-    jsOptions_Init(&jo);
-    jo.PublishAsync.MaxPending = MAX_PENDING_ACKS;
-    jo.PublishAsync.AckHandler = on_ack;
-    jo.PublishAsync.AckHandlerClosure = n;
-    jo.PublishAsync.StallWait = 1;
-    jo.Wait = 5000;
-    s = natsConnection_JetStream(&n->js, n->nc, &jo);
+    s = js_context(&n->js, n->nc, on_ack, n);
     if (s != NATS_OK)
         es_error("JetStream context: %s", natsStatus_GetText(s));
 
@@ -192,17 +200,26 @@ bool es_nats_settled(es_nats_t *n)
            atomic_load(&n->stream_ready);
 }
 
+/* A message for subject, with a Nats-Msg-Id header when msg_id is not NULL. */
+static natsMsg *new_msg(const char *subject, const char *data, size_t len, const char *msg_id)
+{
+    natsMsg *msg = NULL;
+    if (natsMsg_Create(&msg, subject, NULL, data, (int)len) != NATS_OK)
+        return NULL;
+    if (msg_id != NULL)
+        natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id);
+    return msg;
+}
+
 es_rc_t es_nats_js_publish(es_nats_t *n, const char *subject, const char *data, size_t len,
                            const char *msg_id)
 {
     if (n == NULL || n->js == NULL || !atomic_load(&n->connected) ||
         atomic_load(&n->pending) >= MAX_PENDING_ACKS - 16)
         return ES_AGAIN;
-    natsMsg *msg = NULL;
-    if (natsMsg_Create(&msg, subject, NULL, data, (int)len) != NATS_OK)
+    natsMsg *msg = new_msg(subject, data, len, msg_id);
+    if (msg == NULL)
         return ES_ERR;
-    if (msg_id != NULL)
-        natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id);
     atomic_fetch_add(&n->pending, 1);
     natsStatus s = js_PublishMsgAsync(n->js, &msg, NULL);
     if (s != NATS_OK) {
@@ -249,14 +266,7 @@ es_pubset_t *es_pubset_open(es_nats_t *n)
     p->n = n;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
-    jsOptions jo;
-    jsOptions_Init(&jo);
-    jo.PublishAsync.MaxPending = MAX_PENDING_ACKS;
-    jo.PublishAsync.AckHandler = on_set_ack;
-    jo.PublishAsync.AckHandlerClosure = p;
-    jo.PublishAsync.StallWait = 1;
-    jo.Wait = 5000;
-    natsStatus s = natsConnection_JetStream(&p->js, n->nc, &jo);
+    natsStatus s = js_context(&p->js, n->nc, on_set_ack, p);
     if (s != NATS_OK) {
         es_error("JetStream context: %s", natsStatus_GetText(s));
         pthread_cond_destroy(&p->cv);
@@ -272,11 +282,9 @@ es_rc_t es_pubset_publish(es_pubset_t *p, const char *subject, const char *data,
 {
     if (p == NULL || !atomic_load(&p->n->connected))
         return ES_AGAIN;
-    natsMsg *msg = NULL;
-    if (natsMsg_Create(&msg, subject, NULL, data, (int)len) != NATS_OK)
+    natsMsg *msg = new_msg(subject, data, len, msg_id);
+    if (msg == NULL)
         return ES_ERR;
-    if (msg_id != NULL)
-        natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id);
     pthread_mutex_lock(&p->mu);
     bool full = p->outstanding >= MAX_PENDING_ACKS - 16;
     p->outstanding += !full;

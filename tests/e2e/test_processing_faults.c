@@ -417,12 +417,9 @@ H_TEST(processing_faults, wakeups_follow_nats)
     processed_by_wakeup(e, "after nats-server restarted");
 }
 
-/* The stream goes away while NATS stays up, so the stream acknowledges no
- * event.processed.success: the publication of a run recorded meanwhile is
- * written to event.outbox in the run's own transaction (it is there when the
- * event shows processed), and reaches the stream once nats-server is back
- * with it. Nothing recorded goes unpublished. */
-H_TEST(processing_faults, unacknowledged_publication_kept_in_outbox)
+/* A service with one processor worker and a noop processor "stamp" whose
+ * first run has reached the stream. */
+static h_env_t *stamp_service(void)
 {
     h_env_t *e = h_setup(&(h_opts_t){.api_workers = 1,
                                      .processors = 1,
@@ -433,6 +430,17 @@ H_TEST(processing_faults, unacknowledged_publication_kept_in_outbox)
     cr_assert(H_WAIT(20000, h_js_published_count(e, "event.processed.success", warm) == 1),
               "the first run was not published");
     free(warm);
+    return e;
+}
+
+/* The stream goes away while NATS stays up, so the stream acknowledges no
+ * event.processed.success: the publication of a run recorded meanwhile is
+ * written to event.outbox in the run's own transaction (it is there when the
+ * event shows processed), and reaches the stream once nats-server is back
+ * with it. Nothing recorded goes unpublished. */
+H_TEST(processing_faults, unacknowledged_publication_kept_in_outbox)
+{
+    h_env_t *e = stamp_service();
 
     cr_assert(h_js_delete_stream(e), "the stream could not be deleted");
     char *id = h_create(e, "{\"event_type\":\"after.delete\",\"data\":{}}");
@@ -460,15 +468,7 @@ H_TEST(processing_faults, unacknowledged_publication_kept_in_outbox)
  * outbox's resend carry the same Nats-Msg-Id: the stream keeps one. */
 H_TEST(processing_faults, unanswered_publication_kept_in_outbox_once_in_stream)
 {
-    h_env_t *e = h_setup(&(h_opts_t){.api_workers = 1,
-                                     .processors = 1,
-                                     .extra_yaml = "processing:\n  interval_seconds: 1\n"});
-    h_svc_start(e);
-    free(h_add_processor(e, "{\"processor_name\":\"stamp\",\"processor_type\":\"noop\"}"));
-    char *warm = h_create(e, "{\"event_type\":\"warm.up\",\"data\":{}}");
-    cr_assert(H_WAIT(20000, h_js_published_count(e, "event.processed.success", warm) == 1),
-              "the first run was not published");
-    free(warm);
+    h_env_t *e = stamp_service();
 
     cr_assert_eq(kill(e->nats.pid, SIGSTOP), 0);
     char *id = h_create(e, "{\"event_type\":\"while.frozen\",\"data\":{}}");
