@@ -9,7 +9,11 @@
  *
  * When every enabled processor finishes at once (es_runner_t.immediate), the
  * claim holds its rows instead (schema/006): claim, runs and outcome happen
- * in one transaction, open for the few microseconds the processors take.
+ * in one transaction, with no processor waiting on a remote host.
+ *
+ * Each outcome's event.processed.* publications are acknowledged by the
+ * stream, or written to event.outbox, before the transaction that records it
+ * commits (publish_results).
  */
 #include "common/event_row.h"
 #include "common/ids.h"
@@ -360,12 +364,12 @@ static int chunk_end(const es_batch_t *b, int i0, int *ndlv)
     return i;
 }
 
-/* Whether w's connection is in a healthy open transaction: still the one a
- * held claim began (a broken connection is replaced only by the next query). */
 /* How long a completion waits for the stream's acknowledgements before it
  * writes the unanswered publications to the outbox. */
 #define PUBLISH_SETTLE_MS 2000
 
+/* Whether w's connection is in a healthy open transaction: still the one a
+ * held claim began (a broken connection is replaced only by the next query). */
 static bool in_transaction(es_pworker_t *w)
 {
     return w->db.conn != NULL && PQtransactionStatus(w->db.conn) == PQTRANS_INTRANS;

@@ -8,9 +8,10 @@
 -- records the outcome with event.complete_events(NULL, ...) in that same
 -- transaction. That saves per event the lease's UPDATE of the queue row (a
 -- new row version and its index entries), its locking again at completion,
--- and one commit per batch. The transaction is open for one round trip and
--- the processors' few microseconds; a worker killed during it leaves the
--- rows as they were, claimable at once. A batch with a webhook processor
+-- and one commit per batch. The transaction is open for the claim's round
+-- trip, the processors' few microseconds, the completion, and the wait for
+-- the stream to acknowledge the runs' publications; a worker killed during
+-- it leaves the rows as they were, claimable at once. A batch with a webhook processor
 -- leases its rows as before, so no transaction is open while a webhook runs.
 
 -- As in 003, and:
