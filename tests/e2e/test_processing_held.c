@@ -4,6 +4,7 @@
  * back. */
 #include "harness.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,5 +199,56 @@ H_TEST(processing_held, nats_processor_gets_the_whole_event)
     cr_assert_eq(h_processing_results(e, id, "bus", "success"), 1);
     free(id);
     h_nc_close(nc);
+    h_stop_all(e, NULL);
+}
+
+/* kill -9 while a held batch is in the middle of its completion (which waits
+ * on the processor's row, locked by the test): the batch's transaction dies
+ * with its worker and records nothing; the restarted worker processes every
+ * event once, and every run reaches the stream at least once. */
+H_TEST(processing_held, workers_killed_mid_hold)
+{
+    enum { N = 40 };
+    h_env_t *e =
+        h_setup(&(h_opts_t){.api_workers = 1, .processors = 1, .extra_yaml = one_loop_yaml});
+    e->expect_worker_deaths = true;
+    h_svc_start(e);
+    free(h_add_processor(e, "{\"processor_name\":\"stamp\",\"processor_type\":\"noop\"}"));
+    free(create_until(e, "warm.up", "processed")); /* the routing is known: batches hold */
+
+    PGconn *locker = PQconnectdb(e->dburl);
+    cr_assert(PQstatus(locker) == CONNECTION_OK, "%s", PQerrorMessage(locker));
+    PGresult *res = PQexec(locker, "BEGIN; SELECT 1 FROM event.event_processors FOR UPDATE");
+    cr_assert(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+    PQclear(res);
+    char *ids[N];
+    for (int i = 0; i < N; i++)
+        ids[i] = h_create(e, "{\"event_type\":\"held.work\",\"data\":{\"i\":%d}}", i);
+    const char *stuck = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE '%complete_events%'";
+    cr_assert(H_WAIT(20000, h_sql_int(e, stuck) == 1),
+              "no completion came to wait on the locked processor row in 20 s");
+    pid_t pids[8];
+    int n = h_svc_workers(e, pids, 8);
+    cr_assert_gt(n, 0);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(kill(pids[i], SIGKILL), 0);
+    for (int i = 0; i < n; i++)
+        cr_assert(H_WAIT(10000, !h_process_alive(pids[i])), "worker %d still alive", (int)pids[i]);
+    res = PQexec(locker, "ROLLBACK");
+    PQclear(res);
+    PQfinish(locker);
+
+    cr_assert(H_WAIT(60000, h_events_with_status(e, "processed") == N + 1),
+              "%lld of %d events processed within 60 s of the kill",
+              (long long)h_events_with_status(e, "processed") - 1, N);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(h_processing_results(e, ids[i], NULL, NULL), 1, "event %s: %lld results",
+                     ids[i], (long long)h_processing_results(e, ids[i], NULL, NULL));
+        cr_assert(H_WAIT(20000, h_js_published_count(e, "event.processed.success", ids[i]) >= 1),
+                  "event %s: its run never reached the stream", ids[i]);
+        free(ids[i]);
+    }
+    cr_assert_eq(h_sql_int(e, "SELECT count(*) FROM event.processing_queue"), 0);
     h_stop_all(e, NULL);
 }
