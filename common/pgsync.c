@@ -85,6 +85,7 @@ bool es_pgsync_exec(es_pgsync_t *db, const char *what, const char *sql)
 
 void es_pgsync_rollback(es_pgsync_t *db)
 {
-    if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK)
+    if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK &&
+        PQtransactionStatus(db->conn) != PQTRANS_IDLE)
         PQclear(PQexec(db->conn, "ROLLBACK"));
 }

@@ -7,9 +7,10 @@
  * A worker killed in between loses nothing: the lease runs out and the rows
  * are claimed again, and a run recorded once is never recorded twice.
  *
- * When every enabled processor finishes at once (es_runner_t.immediate), the
- * claim holds its rows instead (schema/006): claim, runs and outcome happen
- * in one transaction, with no processor waiting on a remote host.
+ * When every enabled processor finishes at once (es_runner_t.immediate) and
+ * no subscription wants deliveries, the claim holds its rows instead
+ * (schema/006): claim, runs and outcome happen in one transaction, with no
+ * processor waiting on a remote host.
  *
  * Each outcome's event.processed.* publications are acknowledged by the
  * stream, or written to event.outbox, before the transaction that records it
@@ -42,8 +43,14 @@ struct es_routing {
     int nprocs;
     es_sub_t *subs;
     int nsubs;
-    bool immediate;   /* every processor finishes at once: batches hold their rows */
+    bool immediate;   /* every processor finishes at once */
     bool sends_event; /* some processor sends the event: claims return whole rows */
+    /* Batches hold their rows (schema/006): every processor finishes at once
+     * and no subscription wants deliveries. A batch that fans out records its
+     * deliveries in chunks, each committed as soon as it is written, so the
+     * first go out while the rest are written; a hold would keep them all to
+     * its one commit. */
+    bool holds;
 };
 
 static const es_runner_t *const runners[] = {&es_runner_webhook, &es_runner_nats,
@@ -635,6 +642,7 @@ static es_routing_t *routing(es_pworker_t *w, int64_t version)
         routing_free(rt);
         return NULL;
     }
+    rt->holds = rt->immediate && rt->nsubs == 0;
     w->routing = rt;
     return rt;
 }
@@ -646,9 +654,9 @@ int es_batch_process(es_pworker_t *w)
     snprintf(token, sizeof(token), "%s:%lld", w->id, (long long)++w->batches);
     snprintf(limit, sizeof(limit), "%d", cfg->processing.batch_size);
     snprintf(lease, sizeof(lease), "%d", cfg->processing.lease_seconds);
-    /* Hold the rows when the routing last seen runs only immediate processors,
+    /* Hold the rows when the routing last seen allows it (es_routing.holds),
      * and then leave out the event's columns unless a processor sends it. */
-    bool hold = w->routing != NULL && w->routing->immediate;
+    bool hold = w->routing != NULL && w->routing->holds;
     bool full = !hold || w->routing->sends_event;
     if (hold && !es_pgsync_exec(&w->db, "begin a held claim", "BEGIN"))
         return -1;
@@ -681,7 +689,7 @@ int es_batch_process(es_pworker_t *w)
         rc = -1; /* the lease runs out (or the hold ends) and the batch is claimed again */
         goto cleanup;
     }
-    if (hold && (!rt->immediate || (rt->sends_event && !full)))
+    if (hold && (!rt->holds || (rt->sends_event && !full)))
         goto cleanup; /* the routing changed: given back untouched, claimed again at once */
     b.procs = rt->procs;
     b.nprocs = rt->nprocs;
@@ -700,13 +708,15 @@ int es_batch_process(es_pworker_t *w)
      * with its publications, or all in the held claim's transaction. A hold
      * keeps every row it claimed, so its runs are published first and their
      * answers come in while PostgreSQL records them. */
-    int ndlv_all = 0;
     bool published = !hold || publish_results(w, &b, NULL, token);
     for (int i0 = 0, i1; published && i0 < n; i0 = i1) {
         int ndlv = 0;
         i1 = chunk_end(&b, i0, &ndlv);
         int h0 = held.n;
-        if (!hold && !es_pgsync_exec(&w->db, "begin a completion", "BEGIN")) {
+        /* A leased chunk is its own transaction, with its publications; with
+         * no run to publish, the completion's statement is that transaction. */
+        bool own_tx = !hold && b.nruns > 0;
+        if (own_tx && !es_pgsync_exec(&w->db, "begin a completion", "BEGIN")) {
             rc = -1;
             break;
         }
@@ -714,12 +724,11 @@ int es_batch_process(es_pworker_t *w)
             rc = -1;
             break;
         }
-        ndlv_all += ndlv;
         if (hold)
             continue;
         es_held_t chunk = {held.v + h0, held.n - h0};
-        if (!publish_results(w, &b, &chunk, token) || !settle_results(w) ||
-            !commit(w, "commit a completion")) {
+        if (own_tx && (!publish_results(w, &b, &chunk, token) || !settle_results(w) ||
+                       !commit(w, "commit a completion"))) {
             es_pgsync_rollback(&w->db);
             drop_results(w);
             held.n = h0; /* this chunk was not recorded */
@@ -736,8 +745,6 @@ int es_batch_process(es_pworker_t *w)
         if (hold)
             held.n = 0; /* nothing was recorded */
         rc = -1;
-    } else if (hold && ndlv_all > 0 && w->on_deliveries != NULL) {
-        w->on_deliveries(w);
     }
     hold = false;
     if (held.n < n && rc >= 0)

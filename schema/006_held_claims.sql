@@ -2,7 +2,8 @@
 -- finishes at once.
 --
 -- A claim loop whose enabled processors all finish at once (noop, nats,
--- projection: none waits on a remote host) need not lease its rows: it
+-- projection: none waits on a remote host), and for which no subscription
+-- wants deliveries, need not lease its rows: it
 -- claims them with FOR UPDATE SKIP LOCKED inside a transaction
 -- (event.claim_events with a NULL lease, a "hold"), runs the processors and
 -- records the outcome with event.complete_events(NULL, ...) in that same
@@ -12,7 +13,9 @@
 -- trip, the processors' few microseconds, the completion, and the wait for
 -- the stream to acknowledge the runs' publications; a worker killed during
 -- it leaves the rows as they were, claimable at once. A batch with a webhook processor
--- leases its rows as before, so no transaction is open while a webhook runs.
+-- leases its rows as before, so no transaction is open while a webhook runs;
+-- so does a batch that fans out, whose deliveries are committed chunk by
+-- chunk and go out while the rest are written.
 
 -- As in 003, and:
 --  * p_lease_seconds NULL holds the rows (locked by this transaction, not

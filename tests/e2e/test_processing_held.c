@@ -62,6 +62,46 @@ H_TEST(processing_held, noop_batches_lease_nothing)
     h_stop_all(e, NULL);
 }
 
+/* With a subscription that wants the events, batches lease their rows
+ * (each claimed row is updated once), so the fan-out is committed chunk by
+ * chunk as before, and every event gets its delivery. */
+H_TEST(processing_held, fanning_out_batches_lease)
+{
+    enum { N = 20 };
+    h_recv_t *rcv = h_recv_start();
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml), "%sdelivery:\n  allow_private: true\n", one_loop_yaml);
+    h_env_t *e = h_setup(&(h_opts_t){.api_workers = 1, .processors = 1, .extra_yaml = yaml});
+    h_svc_start(e);
+    free(h_add_processor(e, "{\"processor_name\":\"stamp\",\"processor_type\":\"noop\"}"));
+    json_decref(h_subscribe(e,
+                            "{\"subscriber_name\":\"fan\",\"event_types\":[\"fan.work\"],"
+                            "\"callback_url\":\"http://127.0.0.1:%d/fan\"}",
+                            h_recv_port(rcv)));
+    free(create_until(e, "warm.up", "processed")); /* the routing is known */
+    PQclear(h_sql(e, "CREATE TABLE public.queue_updates (position bigint, claim text)"));
+    PQclear(h_sql(e, "CREATE FUNCTION public.count_update() RETURNS trigger LANGUAGE plpgsql AS "
+                     "$$ BEGIN INSERT INTO public.queue_updates VALUES (NEW.position, NEW.claim); "
+                     "RETURN NEW; END $$"));
+    PQclear(h_sql(e, "CREATE TRIGGER count_update BEFORE UPDATE ON event.processing_queue "
+                     "FOR EACH ROW EXECUTE FUNCTION public.count_update()"));
+    for (int i = 0; i < N; i++)
+        free(h_create(e, "{\"event_type\":\"fan.work\",\"data\":{\"i\":%d}}", i));
+    cr_assert(H_WAIT(30000, h_events_with_status(e, "processed") == N + 1),
+              "%lld of %d events processed in 30 s",
+              (long long)h_events_with_status(e, "processed") - 1, N);
+    int64_t leased = h_sql_int(e, "SELECT count(DISTINCT position) FROM public.queue_updates "
+                                  "WHERE claim IS NOT NULL");
+    cr_assert_eq(leased, N, "%lld of %d claimed rows were leased", (long long)leased, N);
+    cr_assert(H_WAIT(30000, h_sql_int(e, "SELECT count(*) FROM event.deliveries "
+                                         "WHERE status = 'delivered'") == N),
+              "%lld of %d deliveries delivered in 30 s",
+              (long long)h_sql_int(e, "SELECT count(*) FROM event.deliveries "
+                                      "WHERE status = 'delivered'"),
+              N);
+    h_stop_all(e, rcv);
+}
+
 /* A nats processor while NATS is off fails at once: in held batches each
  * failure still counts as an attempt, so the event gets its retries and then
  * fails, as with a lease. */
