@@ -24,6 +24,18 @@ static char *create_until(h_env_t *e, const char *type, const char *want)
     return id;
 }
 
+/* From now on, every update of a queue row is recorded in
+ * public.queue_updates (position, claim), by a row trigger. */
+static void record_queue_updates(h_env_t *e)
+{
+    PQclear(h_sql(e, "CREATE TABLE public.queue_updates (position bigint, claim text)"));
+    PQclear(h_sql(e, "CREATE FUNCTION public.count_update() RETURNS trigger LANGUAGE plpgsql AS "
+                     "$$ BEGIN INSERT INTO public.queue_updates VALUES (NEW.position, NEW.claim); "
+                     "RETURN NEW; END $$"));
+    PQclear(h_sql(e, "CREATE TRIGGER count_update BEFORE UPDATE ON event.processing_queue "
+                     "FOR EACH ROW EXECUTE FUNCTION public.count_update()"));
+}
+
 /* Only noop processors: the batches after the first update no queue row (the
  * lease's UPDATE is what a hold saves; a row trigger counts updates), and
  * every event is processed once. */
@@ -35,13 +47,7 @@ H_TEST(processing_held, noop_batches_lease_nothing)
     h_svc_start(e);
     free(h_add_processor(e, "{\"processor_name\":\"stamp\",\"processor_type\":\"noop\"}"));
     free(create_until(e, "warm.up", "processed")); /* this batch leased; routing now known */
-    /* From here on, every update of a queue row is counted. */
-    PQclear(h_sql(e, "CREATE TABLE public.queue_updates (position bigint, claim text)"));
-    PQclear(h_sql(e, "CREATE FUNCTION public.count_update() RETURNS trigger LANGUAGE plpgsql AS "
-                     "$$ BEGIN INSERT INTO public.queue_updates VALUES (NEW.position, NEW.claim); "
-                     "RETURN NEW; END $$"));
-    PQclear(h_sql(e, "CREATE TRIGGER count_update BEFORE UPDATE ON event.processing_queue "
-                     "FOR EACH ROW EXECUTE FUNCTION public.count_update()"));
+    record_queue_updates(e);
     char *ids[N];
     for (int i = 0; i < N; i++)
         ids[i] = h_create(e, "{\"event_type\":\"held.work\",\"data\":{\"i\":%d}}", i);
@@ -79,12 +85,7 @@ H_TEST(processing_held, fanning_out_batches_lease)
                             "\"callback_url\":\"http://127.0.0.1:%d/fan\"}",
                             h_recv_port(rcv)));
     free(create_until(e, "warm.up", "processed")); /* the routing is known */
-    PQclear(h_sql(e, "CREATE TABLE public.queue_updates (position bigint, claim text)"));
-    PQclear(h_sql(e, "CREATE FUNCTION public.count_update() RETURNS trigger LANGUAGE plpgsql AS "
-                     "$$ BEGIN INSERT INTO public.queue_updates VALUES (NEW.position, NEW.claim); "
-                     "RETURN NEW; END $$"));
-    PQclear(h_sql(e, "CREATE TRIGGER count_update BEFORE UPDATE ON event.processing_queue "
-                     "FOR EACH ROW EXECUTE FUNCTION public.count_update()"));
+    record_queue_updates(e);
     for (int i = 0; i < N; i++)
         free(h_create(e, "{\"event_type\":\"fan.work\",\"data\":{\"i\":%d}}", i));
     cr_assert(H_WAIT(30000, h_events_with_status(e, "processed") == N + 1),
