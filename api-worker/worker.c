@@ -177,7 +177,7 @@ int es_api_worker_main(const es_config_t *cfg, int listen_fd, int master_fd)
     }
     es_ingest_destroy(api.ingest);
     es_pgpool_destroy(api.pg);
-    es_nats_close(api.nats, 2000);
+    es_nats_close(api.nats);
     es_info("API worker stopped");
     return 0;
 }

@@ -134,6 +134,13 @@ void es_buf_json_str(es_buf_t *b, const char *s, size_t n)
     es_buf_putc(b, '"');
 }
 
+void es_buf_json_key(es_buf_t *b, const char *key)
+{
+    es_buf_puts(b, ",\"");
+    es_buf_puts(b, key);
+    es_buf_puts(b, "\":");
+}
+
 void es_buf_json_cstr(es_buf_t *b, const char *s)
 {
     if (s == NULL)

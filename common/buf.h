@@ -25,6 +25,8 @@ void es_buf_printf(es_buf_t *b, const char *fmt, ...) ES_PRINTF(2, 3);
 void es_buf_json_str(es_buf_t *b, const char *s, size_t n);
 /* Appends "null" for NULL, else the JSON string. */
 void es_buf_json_cstr(es_buf_t *b, const char *s);
+/* Appends ,"key": for the next member of an object (key needs no escaping). */
+void es_buf_json_key(es_buf_t *b, const char *key);
 void es_buf_reset(es_buf_t *b);
 void es_buf_free(es_buf_t *b);
 /* Hands the bytes to the caller (who frees them) and resets b. */

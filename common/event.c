@@ -347,16 +347,9 @@ void es_event_freeze(es_event_t *ev)
             ev->text[i] = json_dumps(objs[i], JSON_COMPACT);
 }
 
-static void put_key(es_buf_t *b, const char *key)
-{
-    es_buf_puts(b, ",\"");
-    es_buf_puts(b, key);
-    es_buf_puts(b, "\":");
-}
-
 static void put_field(es_buf_t *b, const char *key, const char *value)
 {
-    put_key(b, key);
+    es_buf_json_key(b, key);
     es_buf_json_cstr(b, value);
 }
 
@@ -378,7 +371,7 @@ void es_event_append_ingest_json(es_buf_t *b, es_event_t *ev, int req, int seq)
     put_field(b, "device_id", ev->device_id);
     put_field(b, "correlation_id", ev->correlation_id);
     for (int i = 0; i < 4; i++) {
-        put_key(b, obj_keys[i]);
+        es_buf_json_key(b, obj_keys[i]);
         es_buf_puts(b, ev->text[i]);
     }
     put_field(b, "timestamp", ts);

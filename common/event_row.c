@@ -114,13 +114,6 @@ void es_event_row_render(es_buf_t *b, const PGresult *res, int row, int col0)
     es_buf_putc(b, '}');
 }
 
-static void put_key(es_buf_t *b, const char *key)
-{
-    es_buf_puts(b, ",\"");
-    es_buf_puts(b, key);
-    es_buf_puts(b, "\":");
-}
-
 static void put_time(es_buf_t *b, int64_t us)
 {
     char t[ES_TIME_BUFLEN];
@@ -135,37 +128,37 @@ void es_event_render_new(es_buf_t *b, es_event_t *ev, int64_t position)
     es_event_freeze(ev);
     es_buf_puts(b, "{\"event_id\":");
     es_buf_json_cstr(b, ev->event_id);
-    put_key(b, "event_type");
+    es_buf_json_key(b, "event_type");
     es_buf_json_cstr(b, ev->event_type);
-    put_key(b, "event_source");
+    es_buf_json_key(b, "event_source");
     es_buf_json_cstr(b, es_source_names[ev->source]);
-    put_key(b, "event_category");
+    es_buf_json_key(b, "event_category");
     es_buf_json_cstr(b, es_category_names[ev->category]);
-    put_key(b, "user_id");
+    es_buf_json_key(b, "user_id");
     es_buf_json_cstr(b, ev->user_id);
-    put_key(b, "session_id");
+    es_buf_json_key(b, "session_id");
     es_buf_json_cstr(b, ev->session_id);
-    put_key(b, "organization_id");
+    es_buf_json_key(b, "organization_id");
     es_buf_json_cstr(b, ev->organization_id);
-    put_key(b, "device_id");
+    es_buf_json_key(b, "device_id");
     es_buf_json_cstr(b, ev->device_id);
-    put_key(b, "correlation_id");
+    es_buf_json_key(b, "correlation_id");
     es_buf_json_cstr(b, ev->correlation_id);
-    put_key(b, "data");
+    es_buf_json_key(b, "data");
     es_buf_puts(b, ev->text[0]);
-    put_key(b, "metadata");
+    es_buf_json_key(b, "metadata");
     es_buf_puts(b, ev->text[1]);
-    put_key(b, "context");
+    es_buf_json_key(b, "context");
     es_buf_puts(b, ev->text[2]);
-    put_key(b, "properties");
+    es_buf_json_key(b, "properties");
     es_buf_puts(b, ev->text[3]);
     es_buf_puts(b, ",\"status\":\"pending\",\"processed_at\":null,\"processors\":[],"
                    "\"error_message\":null,\"retry_count\":0");
-    put_key(b, "timestamp");
+    es_buf_json_key(b, "timestamp");
     put_time(b, ev->timestamp_us);
-    put_key(b, "created_at");
+    es_buf_json_key(b, "created_at");
     put_time(b, ev->created_at_us);
-    put_key(b, "updated_at");
+    es_buf_json_key(b, "updated_at");
     put_time(b, ev->created_at_us);
     es_buf_puts(b, ",\"version\":\"1.0.0\",\"schema_version\":\"1.0.0\","
                    "\"stream_id\":null,\"stream_version\":null");

@@ -58,9 +58,10 @@ void es_random_bytes(void *buf, size_t n)
     pool_left -= n;
 }
 
+static const char hexdig[] = "0123456789abcdef";
+
 void es_hex(const unsigned char *in, size_t n, char *out)
 {
-    static const char hexdig[] = "0123456789abcdef";
     for (size_t i = 0; i < n; i++) {
         out[2 * i] = hexdig[in[i] >> 4];
         out[2 * i + 1] = hexdig[in[i] & 15];
@@ -71,7 +72,6 @@ void es_hex(const unsigned char *in, size_t n, char *out)
 /* 8-4-4-4-12 hex digits. */
 static void format_uuid(const unsigned char *b, char *out)
 {
-    static const char hexdig[] = "0123456789abcdef";
     char *p = out;
     for (int i = 0; i < 16; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10)

@@ -17,9 +17,7 @@ struct es_nats {
     jsCtx *js;
     atomic_bool connected;
     atomic_bool stream_ready;
-    atomic_int pending; /* JetStream publishes awaiting their ack */
-    atomic_uint_fast64_t failed;
-    atomic_int_fast64_t last_fail_log_ms;
+    atomic_int_fast64_t last_fail_log_ms; /* publications not acknowledged: warned then */
     pthread_t helper;
     bool helper_started;
     pthread_mutex_t mu;
@@ -62,35 +60,6 @@ static void on_closed(natsConnection *nc, void *closure)
     pthread_mutex_unlock(&n->mu);
 }
 
-/* A JetStream context on nc whose asynchronous publishes never block (a
- * full window answers at once) and report each answer to on_answer. */
-static natsStatus js_context(jsCtx **js, natsConnection *nc, jsPubAckHandler on_answer,
-                             void *closure)
-{
-    jsOptions jo;
-    jsOptions_Init(&jo);
-    jo.PublishAsync.MaxPending = MAX_PENDING_ACKS;
-    jo.PublishAsync.AckHandler = on_answer;
-    jo.PublishAsync.AckHandlerClosure = closure;
-    jo.PublishAsync.StallWait = 1;
-    jo.Wait = 5000;
-    return natsConnection_JetStream(js, nc, &jo);
-}
-
-static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
-{
-    es_nats_t *n = closure;
-    atomic_fetch_sub(&n->pending, 1);
-    if (pae != NULL) {
-        atomic_fetch_add(&n->failed, 1);
-        int64_t now = es_time_mono_ms();
-        int64_t last = atomic_load(&n->last_fail_log_ms);
-        if (now - last > 5000 && atomic_compare_exchange_strong(&n->last_fail_log_ms, &last, now))
-            es_warn("JetStream publish to %s failed: %s (%s)", natsMsg_GetSubject(msg),
-                    pae->ErrText ? pae->ErrText : "", natsStatus_GetText(pae->Err));
-    }
-    natsMsg_Destroy(msg);
-}
 
 /* Creates or updates the stream the service publishes on. Blocking: runs on
  * the helper thread only. */
@@ -173,7 +142,10 @@ es_nats_t *es_nats_open(const es_config_t *cfg, const char *name)
     if (s == NATS_NOT_YET_CONNECTED)
         es_warn("NATS server %s not reachable yet; retrying in the background", cfg->nats.url);
 
-    s = js_context(&n->js, n->nc, on_ack, n);
+    jsOptions jo; /* stream management and consumers; publications go through sets */
+    jsOptions_Init(&jo);
+    jo.Wait = 5000;
+    s = natsConnection_JetStream(&n->js, n->nc, &jo);
     if (s != NATS_OK)
         es_error("JetStream context: %s", natsStatus_GetText(s));
 
@@ -198,36 +170,6 @@ bool es_nats_settled(es_nats_t *n)
 {
     return n == NULL || !n->cfg->nats.enabled || !atomic_load(&n->connected) ||
            atomic_load(&n->stream_ready);
-}
-
-/* A message for subject, with a Nats-Msg-Id header when msg_id is not NULL. */
-static natsMsg *new_msg(const char *subject, const char *data, size_t len, const char *msg_id)
-{
-    natsMsg *msg = NULL;
-    if (natsMsg_Create(&msg, subject, NULL, data, (int)len) != NATS_OK)
-        return NULL;
-    if (msg_id != NULL)
-        natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id);
-    return msg;
-}
-
-es_rc_t es_nats_js_publish(es_nats_t *n, const char *subject, const char *data, size_t len,
-                           const char *msg_id)
-{
-    if (n == NULL || n->js == NULL || !atomic_load(&n->connected) ||
-        atomic_load(&n->pending) >= MAX_PENDING_ACKS - 16)
-        return ES_AGAIN;
-    natsMsg *msg = new_msg(subject, data, len, msg_id);
-    if (msg == NULL)
-        return ES_ERR;
-    atomic_fetch_add(&n->pending, 1);
-    natsStatus s = js_PublishMsgAsync(n->js, &msg, NULL);
-    if (s != NATS_OK) {
-        atomic_fetch_sub(&n->pending, 1);
-        natsMsg_Destroy(msg); /* still ours when the call failed */
-        return ES_AGAIN;
-    }
-    return ES_OK;
 }
 
 struct es_pubset {
@@ -266,7 +208,14 @@ es_pubset_t *es_pubset_open(es_nats_t *n)
     p->n = n;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
-    natsStatus s = js_context(&p->js, n->nc, on_set_ack, p);
+    jsOptions jo; /* publishes never block: a full window answers at once */
+    jsOptions_Init(&jo);
+    jo.PublishAsync.MaxPending = MAX_PENDING_ACKS;
+    jo.PublishAsync.AckHandler = on_set_ack;
+    jo.PublishAsync.AckHandlerClosure = p;
+    jo.PublishAsync.StallWait = 1;
+    jo.Wait = 5000;
+    natsStatus s = natsConnection_JetStream(&p->js, n->nc, &jo);
     if (s != NATS_OK) {
         es_error("JetStream context: %s", natsStatus_GetText(s));
         pthread_cond_destroy(&p->cv);
@@ -282,9 +231,11 @@ es_rc_t es_pubset_publish(es_pubset_t *p, const char *subject, const char *data,
 {
     if (p == NULL || !atomic_load(&p->n->connected))
         return ES_AGAIN;
-    natsMsg *msg = new_msg(subject, data, len, msg_id);
-    if (msg == NULL)
+    natsMsg *msg = NULL;
+    if (natsMsg_Create(&msg, subject, NULL, data, (int)len) != NATS_OK)
         return ES_ERR;
+    if (msg_id != NULL)
+        natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id);
     pthread_mutex_lock(&p->mu);
     bool full = p->outstanding >= MAX_PENDING_ACKS - 16;
     p->outstanding += !full;
@@ -343,6 +294,16 @@ int es_pubset_settle(es_pubset_t *p, int timeout_ms, es_pubset_failed_cb failed,
     p->nfailed = p->cap = 0;
     pthread_mutex_unlock(&p->mu);
     int n = ngone + pending.Count;
+    if (n > 0) {
+        int64_t now = es_time_mono_ms();
+        int64_t last = atomic_load(&p->n->last_fail_log_ms);
+        if (now - last > 5000 &&
+            atomic_compare_exchange_strong(&p->n->last_fail_log_ms, &last, now))
+            es_warn("%d JetStream publications (to %s, ...) not acknowledged: %d errors, %d no "
+                    "answer in %d ms",
+                    n, natsMsg_GetSubject(ngone > 0 ? gone[0] : pending.Msgs[0]), ngone,
+                    pending.Count, timeout_ms);
+    }
     for (int i = 0; i < ngone; i++) {
         hand_over(gone[i], failed, closure);
         natsMsg_Destroy(gone[i]);
@@ -352,15 +313,6 @@ int es_pubset_settle(es_pubset_t *p, int timeout_ms, es_pubset_failed_cb failed,
         hand_over(pending.Msgs[i], failed, closure);
     if (pending.Msgs != NULL)
         natsMsgList_Destroy(&pending);
-    if (n > 0) {
-        atomic_fetch_add(&p->n->failed, (uint_fast64_t)n);
-        int64_t now = es_time_mono_ms();
-        int64_t last = atomic_load(&p->n->last_fail_log_ms);
-        if (now - last > 5000 &&
-            atomic_compare_exchange_strong(&p->n->last_fail_log_ms, &last, now))
-            es_warn("%d JetStream publications not acknowledged (%d errors, %d no answer in %d ms)",
-                    n, ngone, pending.Count, timeout_ms);
-    }
     return n;
 }
 
@@ -387,11 +339,6 @@ es_rc_t es_nats_publish(es_nats_t *n, const char *subject, const char *data, siz
     return natsConnection_Publish(n->nc, subject, data, (int)len) == NATS_OK ? ES_OK : ES_AGAIN;
 }
 
-uint64_t es_nats_failed(es_nats_t *n)
-{
-    return n ? atomic_load(&n->failed) : 0;
-}
-
 natsConnection *es_nats_conn(es_nats_t *n)
 {
     return n ? n->nc : NULL;
@@ -402,16 +349,10 @@ jsCtx *es_nats_js(es_nats_t *n)
     return n ? n->js : NULL;
 }
 
-void es_nats_close(es_nats_t *n, int timeout_ms)
+void es_nats_close(es_nats_t *n)
 {
     if (n == NULL)
         return;
-    if (n->js != NULL && atomic_load(&n->connected) && atomic_load(&n->pending) > 0) {
-        jsPubOptions po;
-        jsPubOptions_Init(&po);
-        po.MaxWait = timeout_ms;
-        js_PublishAsyncComplete(n->js, &po);
-    }
     pthread_mutex_lock(&n->mu);
     n->closing = true;
     pthread_cond_signal(&n->cv);

@@ -39,23 +39,18 @@ bool es_nats_stream_ready(es_nats_t *n);
  * disabled, not connected, or connected with the stream confirmed. */
 bool es_nats_settled(es_nats_t *n);
 
-/* Publishes to JetStream with Nats-Msg-Id msg_id (the server drops repeats
- * inside the duplicate window). Never blocks: ES_AGAIN when disconnected or
- * when too many publishes await their acknowledgement; the outcome arrives
- * later and failures are counted (es_nats_failed). */
-es_rc_t es_nats_js_publish(es_nats_t *n, const char *subject, const char *data, size_t len,
-                           const char *msg_id);
-
-/* A set of JetStream publications whose acknowledgements can be awaited
- * together: one thread's own context on n's connection. Whoever publishes
- * something that must not be lost publishes it through a set before the
- * commit that records it, waits for the set to settle, and records whatever
- * the stream did not acknowledge (in the same transaction) for a later
- * resend. NULL when NATS is disabled or its context cannot be made; every
- * publish through a NULL set answers ES_AGAIN. */
+/* Every JetStream publication goes through a set: one thread's own context
+ * on n's connection, whose acknowledgements are awaited together. A
+ * publisher publishes a page, settles the set, and moves its checkpoint (or
+ * commits what the page announces) only for what the stream acknowledged;
+ * the rest it publishes again later, or records for a resend in the same
+ * transaction. NULL when NATS is disabled or its context cannot be made;
+ * every publish through a NULL set answers ES_AGAIN. */
 typedef struct es_pubset es_pubset_t;
 es_pubset_t *es_pubset_open(es_nats_t *n);
-/* As es_nats_js_publish, through the set. */
+/* Publishes to JetStream with Nats-Msg-Id msg_id (the server drops repeats
+ * inside the duplicate window). Never blocks: ES_AGAIN when disconnected or
+ * when too many publishes await their acknowledgement. */
 es_rc_t es_pubset_publish(es_pubset_t *p, const char *subject, const char *data, size_t len,
                           const char *msg_id);
 /* A publication the stream did not acknowledge. */
@@ -65,21 +60,19 @@ typedef void (*es_pubset_failed_cb)(const char *subject, const char *msg_id, con
  * settle has its answer, then calls failed() for each that got an error or
  * no answer in time, and forgets them all. Returns how many failed. */
 int es_pubset_settle(es_pubset_t *p, int timeout_ms, es_pubset_failed_cb failed, void *closure);
-/* Settles (up to timeout_ms, dropping what failed) and frees the set. */
+/* Settles (up to timeout_ms, dropping what failed) and frees the set; before
+ * es_nats_close. */
 void es_pubset_close(es_pubset_t *p, int timeout_ms);
 
 /* Core NATS publish (wake-ups; may be lost). ES_AGAIN when disconnected. */
 es_rc_t es_nats_publish(es_nats_t *n, const char *subject, const char *data, size_t len);
-
-/* Publications whose acknowledgement reported an error so far. */
-uint64_t es_nats_failed(es_nats_t *n);
 
 /* The underlying handles for blocking users (processor and replay workers);
  * NULL when disabled. */
 natsConnection *es_nats_conn(es_nats_t *n);
 jsCtx *es_nats_js(es_nats_t *n);
 
-/* Waits up to timeout_ms for acknowledgements in flight, then closes. */
-void es_nats_close(es_nats_t *n, int timeout_ms);
+/* Closes the connection (its publication sets closed first). */
+void es_nats_close(es_nats_t *n);
 
 #endif

@@ -60,14 +60,12 @@ void es_publish_stored_payload(es_buf_t *b, const PGresult *res, int row, int co
     es_buf_free(&data);
 }
 
-es_rc_t es_publish_stored(es_nats_t *n, const PGresult *res, int row, int col0)
+es_rc_t es_publish_stored(es_pubset_t *p, const PGresult *res, int row, int col0)
 {
-    if (!es_nats_connected(n))
-        return ES_AGAIN;
     es_buf_t b = ES_BUF_INIT;
     es_publish_stored_payload(&b, res, row, col0);
-    es_rc_t rc = es_nats_js_publish(n, "event.stored", b.data, b.len,
-                                    PQgetvalue(res, row, col0 + ES_COL_EVENT_ID));
+    es_rc_t rc = es_pubset_publish(p, "event.stored", b.data, b.len,
+                                   PQgetvalue(res, row, col0 + ES_COL_EVENT_ID));
     es_buf_free(&b);
     return rc;
 }

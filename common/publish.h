@@ -16,9 +16,9 @@
  * EventCreatedEvent fields. */
 void es_publish_stored_payload(es_buf_t *b, const PGresult *res, int row, int col0);
 
-/* Publishes event.stored for that row on JetStream, message id = event_id.
+/* Publishes event.stored for that row through p, message id = event_id.
  * Never blocks; ES_AGAIN when NATS is down (the outbox catches up later). */
-es_rc_t es_publish_stored(es_nats_t *n, const PGresult *res, int row, int col0);
+es_rc_t es_publish_stored(es_pubset_t *p, const PGresult *res, int row, int col0);
 
 /* Appends an envelope of type with the JSON object text data. */
 void es_publish_envelope(es_buf_t *b, const char *type, const char *data, size_t len);

@@ -329,7 +329,7 @@ void es_backend_stop(es_backend_t *b)
     pthread_join(b->thread, NULL);
     if (b->sub != NULL)
         natsSubscription_Destroy(b->sub); /* Destroy, not Unsubscribe: the durable stays */
-    es_nats_close(b->nats, 2000);
+    es_nats_close(b->nats);
     es_pgsync_close(&b->db);
     free(b);
 }

@@ -21,6 +21,7 @@ struct es_outbox {
     const es_config_t *cfg;
     es_pgsync_t db;
     es_nats_t *nats;
+    es_pubset_t *pub; /* event.stored and the spilled publications */
     bool leader;
     bool have_mark; /* a candidate horizon waiting to settle */
     int64_t mark;
@@ -42,13 +43,9 @@ static PGresult *query(es_outbox_t *o, const char *sql, int n, const char *const
 }
 
 /* Waits for every publish in flight; true when all were acknowledged. */
-static bool acked(es_outbox_t *o, uint64_t failed_before)
+static bool acked(es_outbox_t *o)
 {
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MaxWait = ACK_WAIT_MS;
-    natsStatus s = js_PublishAsyncComplete(es_nats_js(o->nats), &po);
-    return s == NATS_OK && es_nats_failed(o->nats) == failed_before;
+    return es_pubset_settle(o->pub, ACK_WAIT_MS, NULL, NULL) == 0;
 }
 
 /* One step of the event.stored walk. Returns 1 when it published or moved
@@ -101,11 +98,10 @@ static int walk_stored(es_outbox_t *o)
         if (r == NULL)
             return moved;
         int n = PQntuples(r);
-        uint64_t failed_before = es_nats_failed(o->nats);
         bool ok = true;
         for (int i = 0; i < n && ok; i++)
-            ok = es_publish_stored(o->nats, r, i, 0) == ES_OK;
-        ok = ok && (n == 0 || acked(o, failed_before));
+            ok = es_publish_stored(o->pub, r, i, 0) == ES_OK;
+        ok = acked(o) && ok;
         int64_t last = n < PAGE ? horizon : es_pg_int(r, n - 1, ES_COL_POSITION);
         PQclear(r);
         if (!ok) {
@@ -144,12 +140,11 @@ static int drain_spill(es_outbox_t *o)
         PQclear(r);
         return 0;
     }
-    uint64_t failed_before = es_nats_failed(o->nats);
     bool ok = true;
     for (int i = 0; i < n && ok; i++)
-        ok = es_nats_js_publish(o->nats, PQgetvalue(r, i, 1), PQgetvalue(r, i, 3),
-                                (size_t)PQgetlength(r, i, 3), PQgetvalue(r, i, 2)) == ES_OK;
-    ok = ok && acked(o, failed_before);
+        ok = es_pubset_publish(o->pub, PQgetvalue(r, i, 1), PQgetvalue(r, i, 3),
+                               (size_t)PQgetlength(r, i, 3), PQgetvalue(r, i, 2)) == ES_OK;
+    ok = acked(o) && ok;
     char maxid[24];
     snprintf(maxid, sizeof(maxid), "%s", PQgetvalue(r, n - 1, 0));
     PQclear(r);
@@ -218,6 +213,7 @@ es_outbox_t *es_outbox_start(const es_config_t *cfg, const char *conninfo)
     pthread_mutex_init(&o->mu, NULL);
     pthread_cond_init(&o->cv, NULL);
     o->nats = es_nats_open(cfg, "event_service publisher");
+    o->pub = es_pubset_open(o->nats);
     if (pthread_create(&o->thread, NULL, run, o) != 0) {
         es_error("cannot start the publisher thread");
         abort();
@@ -243,7 +239,8 @@ void es_outbox_stop(es_outbox_t *o)
     pthread_mutex_unlock(&o->mu);
     pthread_join(o->thread, NULL);
     es_pgsync_close(&o->db); /* releases the publisher lock */
-    es_nats_close(o->nats, 2000);
+    es_pubset_close(o->pub, ACK_WAIT_MS);
+    es_nats_close(o->nats);
     pthread_cond_destroy(&o->cv);
     pthread_mutex_destroy(&o->mu);
     free(o);

@@ -188,7 +188,7 @@ int es_processor_worker_main(const es_config_t *cfg, int master_fd)
     wake.outbox = NULL;
     for (int i = 0; i < nloops; i++)
         es_pubset_close(loops[i].pub, 0); /* each settled its last batch */
-    es_nats_close(nats, 2000);
+    es_nats_close(nats);
     for (int i = 0; i < nloops; i++) {
         curl_multi_cleanup(loops[i].multi);
         es_pgsync_close(&loops[i].db);

@@ -171,25 +171,17 @@ static bool advance(es_rworker_t *w, job_t *j, int64_t last, int n)
 static bool republish(es_rworker_t *w, job_t *j, const PGresult *page)
 {
     char *subject = es_replay_subject(j->target);
-    uint64_t failed_before = es_nats_failed(w->nats);
     bool ok = true;
     for (int i = 0; i < PQntuples(page) && ok; i++) {
         es_buf_t body = ES_BUF_INIT;
         es_event_row_render(&body, page, i, 0);
         char *msg_id = es_xasprintf("%s:%s", j->id, PQgetvalue(page, i, ES_COL_EVENT_ID));
-        ok = es_nats_js_publish(w->nats, subject, body.data, body.len, msg_id) == ES_OK;
+        ok = es_pubset_publish(w->pub, subject, body.data, body.len, msg_id) == ES_OK;
         free(msg_id);
         es_buf_free(&body);
     }
     free(subject);
-    if (ok && es_nats_js(w->nats) != NULL) {
-        jsPubOptions po;
-        jsPubOptions_Init(&po);
-        po.MaxWait = 10000;
-        ok = js_PublishAsyncComplete(es_nats_js(w->nats), &po) == NATS_OK &&
-             es_nats_failed(w->nats) == failed_before;
-    }
-    return ok && es_nats_js(w->nats) != NULL;
+    return es_pubset_settle(w->pub, 10000, NULL, NULL) == 0 && ok;
 }
 
 /* Reprocess or redeliver a page, with the checkpoint, in one transaction. */

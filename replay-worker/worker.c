@@ -77,6 +77,7 @@ int es_replay_worker_main(const es_config_t *cfg, int master_fd)
     es_pgsync_init(&w.db, conninfo, "replay");
     free(conninfo);
     w.nats = es_nats_open(cfg, "event_service replay");
+    w.pub = es_pubset_open(w.nats);
     natsSubscription *sub = NULL;
     if (es_nats_conn(w.nats) != NULL &&
         natsConnection_Subscribe(&sub, es_nats_conn(w.nats), ES_WAKE_REPLAY, on_wake, NULL) !=
@@ -102,7 +103,8 @@ int es_replay_worker_main(const es_config_t *cfg, int master_fd)
     es_info("replay worker stopping");
     if (sub != NULL)
         natsSubscription_Destroy(sub);
-    es_nats_close(w.nats, 2000);
+    es_pubset_close(w.pub, 2000);
+    es_nats_close(w.nats);
     es_pgsync_close(&w.db);
     return 0;
 }

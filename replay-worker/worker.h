@@ -16,6 +16,7 @@ typedef struct {
     const es_config_t *cfg;
     es_pgsync_t db;
     es_nats_t *nats;
+    es_pubset_t *pub; /* republished pages */
     int master_fd;
     int64_t last_beat_ms;
     int64_t claims;
