@@ -67,6 +67,7 @@ typedef struct {
     es_ingest_t *in;
     es_ingest_req_t *reqs; /* linked by next, in req_index order */
     int nreqs;
+    int nevents;
     enum { PATH_PLAIN, PATH_IDS, PATH_FULL } path;
 } group_t;
 
@@ -75,9 +76,19 @@ struct es_ingest {
     es_nats_t *nats;
     es_ingest_req_t *head, *tail; /* waiting to be written */
     int queued;
+    int queued_events;
     int inflight_ops; /* event.ingest() calls awaiting their result */
     int inflight_reqs;
     es_ingest_req_t *solo; /* requests to retry one transaction each */
+    /* Clients of the last written group that have not sent again yet: while
+     * some may still come back, the next group waits for them (at most the
+     * linger timeout), so a closed loop of N clients is written N at a time
+     * rather than in halves that alternate. */
+    int returning;
+    h2o_loop_t *loop;
+    h2o_timeout_t linger;
+    h2o_timeout_entry_t linger_entry;
+    bool wait; /* group_wait_ms > 0 */
 };
 
 static void flush(es_ingest_t *in);
@@ -105,11 +116,22 @@ void es_ingest_req_free(es_ingest_req_t *r)
     free(r);
 }
 
-es_ingest_t *es_ingest_create(es_pgpool_t *pg, es_nats_t *nats)
+static void on_linger(h2o_timeout_entry_t *entry)
+{
+    es_ingest_t *in = H2O_STRUCT_FROM_MEMBER(es_ingest_t, linger_entry, entry);
+    in->returning = 0;
+    flush(in);
+}
+
+es_ingest_t *es_ingest_create(h2o_loop_t *loop, es_pgpool_t *pg, es_nats_t *nats, int wait_ms)
 {
     es_ingest_t *in = es_xcalloc(1, sizeof(*in));
     in->pg = pg;
     in->nats = nats;
+    in->loop = loop;
+    h2o_timeout_init(loop, &in->linger, (uint64_t)ES_MAX(wait_ms, 1));
+    in->linger_entry.cb = on_linger;
+    in->wait = wait_ms > 0;
     return in;
 }
 
@@ -140,6 +162,9 @@ void es_ingest_destroy(es_ingest_t *in)
         in->head = r->next;
         finish(in, r, 503, "service is shutting down", NULL, NULL);
     }
+    if (h2o_timeout_is_linked(&in->linger_entry))
+        h2o_timeout_unlink(&in->linger_entry);
+    h2o_timeout_dispose(in->loop, &in->linger);
     free(in);
 }
 
@@ -170,6 +195,9 @@ void es_ingest_submit(es_ingest_t *in, es_ingest_req_t *r)
         in->head = r;
     in->tail = r;
     in->queued++;
+    in->queued_events += r->nevents;
+    if (in->returning > 0)
+        in->returning--;
     flush(in);
 }
 
@@ -430,6 +458,8 @@ static void on_group_done(void *ctx, const PGresult *res, const char *err)
         /* Committed: wake the processor workers (and the event.stored
          * publisher) now rather than at their next poll. */
         (void)es_nats_publish(in->nats, ES_WAKE_SUBJECT, "", 0);
+        es_metrics_ingest_group(g->nreqs, g->nevents);
+        in->returning = g->nreqs;
         if (g->path == PATH_PLAIN)
             deliver_plain(in, g, res);
         else if (g->path == PATH_IDS)
@@ -503,6 +533,7 @@ static void send_group(es_ingest_t *in, es_ingest_req_t *reqs, int n)
         es_buf_puts(&arr, "]}");
     }
     es_buf_putc(&arr, ']');
+    g->nevents = seq;
     char *payload = es_buf_take(&arr);
     const char *params[1] = {payload};
     in->inflight_ops++;
@@ -543,11 +574,19 @@ static void flush(es_ingest_t *in)
             es_ingest_req_t *r = in->head;
             in->head = r->next;
             in->queued--;
+            in->queued_events -= r->nevents;
             finish(in, r, 503, "database unavailable", NULL, NULL);
         }
         in->tail = NULL;
         return;
     }
+    if (in->returning > 0 && in->queued_events < GROUP_MAX_EVENTS && in->wait) {
+        if (!h2o_timeout_is_linked(&in->linger_entry))
+            h2o_timeout_link(in->loop, &in->linger, &in->linger_entry);
+        return;
+    }
+    if (h2o_timeout_is_linked(&in->linger_entry))
+        h2o_timeout_unlink(&in->linger_entry);
     es_ingest_req_t *first = in->head, *last = NULL;
     int n = 0, events = 0;
     while (in->head != NULL && (n == 0 || events + in->head->nevents <= GROUP_MAX_EVENTS)) {
@@ -560,5 +599,6 @@ static void flush(es_ingest_t *in)
     if (in->head == NULL)
         in->tail = NULL;
     in->queued -= n;
+    in->queued_events -= events;
     send_group(in, first, n);
 }

@@ -2,9 +2,13 @@
  * ingest.h - the group-commit writer: every way an event comes in over HTTP
  * ends here. Requests that arrive while a write is in flight are queued, and
  * all queued requests go to PostgreSQL together in one event.ingest() call
- * (one transaction, one round trip, one fsync) as soon as the previous write
- * returns. At low load a request is written alone, at once; under load the
- * groups grow by themselves. A request is answered only after the commit.
+ * (one transaction, one round trip, one fsync) once the previous write has
+ * returned and the clients it answered have sent again, or group_wait_ms
+ * has passed: clients that send as soon as they are answered are then
+ * written all together, not in two halves that take turns. A client whose
+ * request was the last one's only request is written at once, so a lone
+ * client never waits; under load the groups grow by themselves. A request
+ * is answered only after the commit.
  */
 #ifndef ES_API_INGEST_H
 #define ES_API_INGEST_H
@@ -51,7 +55,9 @@ void es_ingest_render_event(es_ingest_req_t *r, int i, es_buf_t *b);
 /* Frees r and its events (ends the wait if still open). */
 void es_ingest_req_free(es_ingest_req_t *r);
 
-es_ingest_t *es_ingest_create(es_pgpool_t *pg, es_nats_t *nats);
+/* wait_ms: how long a group may wait for the clients of the previous one
+ * (database.group_wait_ms); 0 = a group goes as soon as the last returns. */
+es_ingest_t *es_ingest_create(h2o_loop_t *loop, es_pgpool_t *pg, es_nats_t *nats, int wait_ms);
 void es_ingest_destroy(es_ingest_t *in);
 
 /* Queues r (ownership passes to the writer). r->done is called exactly once,

@@ -73,11 +73,15 @@ static void on_second(h2o_timeout_entry_t *entry)
     h2o_timeout_link(es_api->loop, &es_api->second, &es_api->second_entry);
 }
 
+/* How long a stopping worker keeps reading the connections it accepted last. */
+#define STOP_GRACE_MS 200
+
 static void begin_stop(void)
 {
     if (es_api->stopping)
         return;
     es_api->stopping = true;
+    es_api->stop_began_ms = es_time_mono_ms();
     es_info("stopping: finishing %d in-flight requests", es_api->inflight);
     if (es_api->listener != NULL) {
         /* Take what the kernel already queued for us before letting go. */
@@ -130,7 +134,7 @@ int es_api_worker_main(const es_config_t *cfg, int listen_fd, int master_fd)
                               cfg->database.statement_timeout_ms, "event_service api");
     free(conninfo);
     api.nats = es_nats_open(cfg, "event_service api");
-    api.ingest = es_ingest_create(api.pg, api.nats);
+    api.ingest = es_ingest_create(api.loop, api.pg, api.nats, cfg->database.group_wait_ms);
 
     /* Connections are accepted once the database connections are up and a
      * reachable NATS has confirmed the stream (or after a few seconds, to
@@ -167,7 +171,11 @@ int es_api_worker_main(const es_config_t *cfg, int listen_fd, int master_fd)
             deadline = es_time_mono_ms() + (int64_t)cfg->service.shutdown_timeout_seconds * 1000;
         }
         if (api.stopping) {
-            if (api.inflight == 0 && es_ingest_pending(api.ingest) == 0)
+            /* The connections taken from the queue as the stop began have
+             * sent their requests, but those are read only by the next
+             * turns of the loop: leaving before would reset them. */
+            if (api.inflight == 0 && es_ingest_pending(api.ingest) == 0 &&
+                es_time_mono_ms() - api.stop_began_ms >= STOP_GRACE_MS)
                 break;
             if (es_time_mono_ms() > deadline) {
                 es_warn("shutdown timeout: %d requests still in flight", api.inflight);

@@ -29,6 +29,7 @@ typedef struct es_api {
     es_nats_t *nats;
     int master_fd;     /* socketpair end: heartbeats out, EOF = the master died */
     bool stopping;     /* graceful stop: no new connections, finish in-flight requests */
+    int64_t stop_began_ms; /* when stopping began (monotonic) */
     int inflight;      /* requests waiting for an asynchronous reply */
     int64_t last_compaction_ms;
 } es_api_t;

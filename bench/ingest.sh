@@ -33,7 +33,8 @@
 # PROCESSORS (processor workers, 0: the ingest and query paths alone),
 # LOG_DIR (copy the logs and raw outputs there before cleaning up),
 # SKIP_BUILD=1 (use the existing build/bench/event-service),
-# FRONTEND_TRACK (1; 0: no /frontend and /v1/track runs).
+# FRONTEND_TRACK (1; 0: no /frontend and /v1/track runs),
+# WRK_LEAN (1: a lean load generator for single-event ingest; see below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -57,6 +58,19 @@ PROCESSORS=${PROCESSORS:-0}
 LOG_DIR=${LOG_DIR:-}
 SKIP_BUILD=${SKIP_BUILD:-0}
 FRONTEND_TRACK=${FRONTEND_TRACK:-1}
+WRK_LEAN=${WRK_LEAN:-1}
+# The single-event runs' load generator is kept lean (wrk_common.lua): no
+# response hook, and for /create and /frontend a pool of 4096 requests per
+# thread made up front, so wrk takes less of the CPU the service and
+# PostgreSQL share with it. WRK_LEAN=0: a fresh request each time, every
+# answer's status counted.
+if [ "$WRK_LEAN" = 1 ]; then
+  LEAN="lean=1"
+  LEAN_POOL="lean=1 pool=4096"
+else
+  LEAN=""
+  LEAN_POOL=""
+fi
 COPY_ROWS=100000
 DB=event_bench
 
@@ -113,7 +127,8 @@ event_count() { sql "SELECT count(*) FROM event.events"; }
 checkpoint() { sql "CHECKPOINT" >/dev/null; }
 
 # n2xx FILE: the 2xx answers on FILE's RESULT line.
-n2xx() { kv "$1" statuses | tr ',' '\n' | awk -F: '$1 >= 200 && $1 <= 299 { s += $2 } END { print s + 0 }'; }
+# (With WRK_LEAN=1 wrk counts only "ok" (< 400) and "err" (>= 400) answers.)
+n2xx() { kv "$1" statuses | tr ',' '\n' | awk -F: '$1 == "ok" || ($1 + 0 >= 200 && $1 + 0 <= 299) { s += $2 } END { print s + 0 }'; }
 
 # path_round KIND LUA PATH LABEL R [-- wrk options]: one measured round of
 # single-event ingest on another path, as for POST /create. Sets
@@ -200,12 +215,12 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 # --- 1. single-event ingest: service vs pgbench --------------------------------
 
 log "warm-up: ${WARMUP}s of wrk and of pgbench"
-wrk_run warmup create_event.lua /api/v1/events/create "$CONNS" "$WARMUP" -- threads="$THREADS"
+wrk_run warmup create_event.lua /api/v1/events/create "$CONNS" "$WARMUP" -- threads="$THREADS" $LEAN_POOL
 pgbench_run warmup create_event.sql "$CONNS" "$WARMUP" prepared
 if [ "$FRONTEND_TRACK" = 1 ]; then
   log "warm-up: ${WARMUP}s of wrk on POST /frontend and on POST /v1/track"
-  wrk_run warmup frontend_event.lua /api/v1/events/frontend "$CONNS" "$WARMUP" -- threads="$THREADS"
-  wrk_run warmup track_event.lua /v1/track "$CONNS" "$WARMUP" -- threads="$THREADS" key="$TRACK_KEY" run=warmup
+  wrk_run warmup frontend_event.lua /api/v1/events/frontend "$CONNS" "$WARMUP" -- threads="$THREADS" $LEAN_POOL
+  wrk_run warmup track_event.lua /v1/track "$CONNS" "$WARMUP" -- threads="$THREADS" $LEAN key="$TRACK_KEY" run=warmup
 fi
 
 declare -a SVC_PUB SVC_RPS SVC_P50 SVC_P99 SVC_NON2XX SVC_STORED SVC_201 PGB_TPS PGB_P50 PGB_P99 PGB_FAILED
@@ -215,7 +230,7 @@ for r in $(seq 1 "$ROUNDS"); do
   before=$(event_count)
   p0=$(js_published)
   c0=$(cpu_snap)
-  wrk_run "create_r$r" create_event.lua /api/v1/events/create "$CONNS" "$DURATION" -- threads="$THREADS"
+  wrk_run "create_r$r" create_event.lua /api/v1/events/create "$CONNS" "$DURATION" -- threads="$THREADS" $LEAN_POOL
   c1=$(cpu_snap)
   after=$(event_count)
   cpu_row "POST /create, round $r" "$c0" "$c1" $((after - before))
@@ -226,7 +241,7 @@ for r in $(seq 1 "$ROUNDS"); do
   SVC_P99[r]=$(kv "$f" p99_ms)
   SVC_NON2XX[r]=$(( $(kv "$f" non2xx) + $(kv "$f" sock_errors) ))
   SVC_STORED[r]=$((after - before))
-  SVC_201[r]=$(kv "$f" statuses | tr ',' '\n' | awk -F: '$1 == 201 { print $2 }')
+  SVC_201[r]=$(kv "$f" statuses | tr ',' '\n' | awk -F: '$1 == 201 || $1 == "ok" { print $2 }')
   SVC_201[r]=${SVC_201[r]:-0}
   log "  service: $(fmt "${SVC_RPS[r]}") req/s, p50 ${SVC_P50[r]} ms, p99 ${SVC_P99[r]} ms, statuses $(kv "$f" statuses), rows stored ${SVC_STORED[r]}, event.stored published ${SVC_PUB[r]}"
 
@@ -244,8 +259,8 @@ for r in $(seq 1 "$ROUNDS"); do
   log "  pgbench: $(fmt "${PGB_TPS[r]}") tps, p50 ${PGB_P50[r]} ms, p99 ${PGB_P99[r]} ms, failed ${PGB_FAILED[r]:-?}"
 
   if [ "$FRONTEND_TRACK" = 1 ]; then
-    path_round fe frontend_event.lua /api/v1/events/frontend "POST /frontend" "$r" -- threads="$THREADS"
-    path_round tr track_event.lua /v1/track "POST /v1/track" "$r" -- threads="$THREADS" key="$TRACK_KEY" run="r$r"
+    path_round fe frontend_event.lua /api/v1/events/frontend "POST /frontend" "$r" -- threads="$THREADS" $LEAN_POOL
+    path_round tr track_event.lua /v1/track "POST /v1/track" "$r" -- threads="$THREADS" $LEAN key="$TRACK_KEY" run="r$r"
   fi
 done
 
@@ -302,7 +317,7 @@ for attempt in 1 2; do
   p0=$(js_published)
   c0=$(cpu_snap)
   wrk_run "create_half_$attempt" create_event.lua /api/v1/events/create "$CONNS" "$DURATION" -- \
-    rate="$HALF_TARGET" threads="$THREADS"
+    rate="$HALF_TARGET" threads="$THREADS" $LEAN_POOL
   c1=$(cpu_snap)
   stored=$(($(event_count) - before))
   pub=$(pub_delta "$p0" "$(js_published)")

@@ -58,6 +58,7 @@ static const key_t_ keys[] = {
     {"database", "connections_per_worker", K_INT, OFF(database.connections_per_worker), 2, 64},
     {"database", "statement_timeout_ms", K_INT, OFF(database.statement_timeout_ms), 0, 86400000},
     {"database", "connect_timeout_seconds", K_INT, OFF(database.connect_timeout_seconds), 1, 600},
+    {"database", "group_wait_ms", K_INT, OFF(database.group_wait_ms), 0, 100},
     {"nats", "enabled", K_BOOL, OFF(nats.enabled), 0, 0},
     {"nats", "url", K_STR, OFF(nats.url), 0, 0},
     {"nats", "stream", K_STR, OFF(nats.stream), 0, 0},
@@ -203,6 +204,7 @@ void es_config_defaults(es_config_t *cfg)
     cfg->database.connections_per_worker = 2;
     cfg->database.statement_timeout_ms = 30000;
     cfg->database.connect_timeout_seconds = 5;
+    cfg->database.group_wait_ms = 1;
     cfg->nats.enabled = true;
     cfg->nats.url = es_xstrdup("nats://127.0.0.1:42229");
     cfg->nats.stream = es_xstrdup("event-stream");

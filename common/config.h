@@ -71,6 +71,7 @@ typedef struct es_config {
         int connections_per_worker;
         int statement_timeout_ms;
         int connect_timeout_seconds;
+        int group_wait_ms; /* ingest: how long a group may wait for clients of the last one */
     } database;
     struct {
         bool enabled;

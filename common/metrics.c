@@ -26,6 +26,7 @@ typedef struct {
     atomic_uint_fast64_t processed[ES_OUT_COUNT];
     atomic_uint_fast64_t deliveries[ES_DLV_COUNT];
     atomic_uint_fast64_t restarts[3];
+    atomic_uint_fast64_t groups, group_reqs, group_events;
 } shm_t;
 
 static shm_t *shm;
@@ -65,6 +66,13 @@ void es_metrics_ingested(es_source_t source, int n)
     atomic_fetch_add(&m()->ingested[source], (uint_fast64_t)n);
 }
 
+void es_metrics_ingest_group(int nreqs, int nevents)
+{
+    atomic_fetch_add(&m()->groups, 1);
+    atomic_fetch_add(&m()->group_reqs, (uint_fast64_t)nreqs);
+    atomic_fetch_add(&m()->group_events, (uint_fast64_t)nevents);
+}
+
 void es_metrics_processed(es_proc_outcome_t outcome, int n)
 {
     atomic_fetch_add(&m()->processed[outcome], (uint_fast64_t)n);
@@ -98,6 +106,23 @@ void es_metrics_render(es_buf_t *b, const char *const *route_names, int nroutes,
     for (int i = 0; i < ES_SOURCE_COUNT; i++)
         es_buf_printf(b, "event_service_events_ingested_total{source=\"%s\"} %llu\n",
                       es_source_names[i], (unsigned long long)atomic_load(&x->ingested[i]));
+
+    es_buf_printf(b,
+                  "# HELP event_service_ingest_transactions_total Group-commit transactions of "
+                  "the ingest path.\n"
+                  "# TYPE event_service_ingest_transactions_total counter\n"
+                  "event_service_ingest_transactions_total %llu\n"
+                  "# HELP event_service_ingest_transaction_requests_total Requests written by "
+                  "those transactions.\n"
+                  "# TYPE event_service_ingest_transaction_requests_total counter\n"
+                  "event_service_ingest_transaction_requests_total %llu\n"
+                  "# HELP event_service_ingest_transaction_events_total Events written by those "
+                  "transactions.\n"
+                  "# TYPE event_service_ingest_transaction_events_total counter\n"
+                  "event_service_ingest_transaction_events_total %llu\n",
+                  (unsigned long long)atomic_load(&x->groups),
+                  (unsigned long long)atomic_load(&x->group_reqs),
+                  (unsigned long long)atomic_load(&x->group_events));
 
     static const char *const proc[ES_OUT_COUNT] = {"processed", "retry", "failed"};
     es_buf_puts(b, "# HELP event_service_events_processed_total Processing outcomes.\n"

@@ -23,6 +23,9 @@ void es_metrics_init(void);
 /* route: index in the route table, or -1 for a path no route serves. */
 void es_metrics_http(int route, int status, double seconds);
 void es_metrics_ingested(es_source_t source, int n);
+/* One group-commit transaction of the ingest path, with the requests and
+ * events it carried. */
+void es_metrics_ingest_group(int nreqs, int nevents);
 void es_metrics_processed(es_proc_outcome_t outcome, int n);
 void es_metrics_delivery(es_dlv_outcome_t outcome, int n);
 /* role: 0 api, 1 processor, 2 replay. */

@@ -56,6 +56,61 @@ H_TEST(platform, metrics_exposed_and_counting)
     h_resp_free(&m);
 }
 
+/* The group-commit counters add up: every request and event written is
+ * counted once, in some transaction. A client that waits for each answer is
+ * written one request per transaction; 100 clients at once share fewer
+ * transactions than requests, and every one of them is answered. */
+H_TEST(platform, group_commit_counters)
+{
+    h_env_t *e = h_setup(NULL);
+    h_svc_start(e);
+    const char *tx = "event_service_ingest_transactions_total";
+    const char *rq = "event_service_ingest_transaction_requests_total";
+    const char *ev = "event_service_ingest_transaction_events_total";
+    h_resp_t m0 = h_get(e, "/metrics");
+    double tx0 = metric(m0.body, tx), rq0 = metric(m0.body, rq), ev0 = metric(m0.body, ev);
+    cr_assert(tx0 >= 0 && rq0 >= 0 && ev0 >= 0, "group-commit counters missing:\n%s", m0.body);
+    h_resp_free(&m0);
+
+    for (int i = 0; i < 3; i++)
+        free(h_create(e, "{\"event_type\":\"group.alone\"}"));
+    h_resp_t b = h_post(e, "/api/v1/events/batch",
+                        "[{\"event_type\":\"group.b\"},{\"event_type\":\"group.b\"},"
+                        "{\"event_type\":\"group.b\"},{\"event_type\":\"group.b\"}]");
+    cr_assert_eq(b.status, 201, "%s", b.body);
+    h_resp_free(&b);
+    h_resp_t m1 = h_get(e, "/metrics");
+    cr_assert_eq(metric(m1.body, tx), tx0 + 4);
+    cr_assert_eq(metric(m1.body, rq), rq0 + 4);
+    cr_assert_eq(metric(m1.body, ev), ev0 + 7);
+    h_resp_free(&m1);
+
+    enum { N = 100 };
+    char *bodies[N];
+    for (int i = 0; i < N; i++) {
+        bodies[i] = malloc(64);
+        snprintf(bodies[i], 64, "{\"event_type\":\"group.many\",\"data\":{\"i\":%d}}", i);
+    }
+    h_resp_t *out = calloc(N, sizeof(h_resp_t));
+    h_http_multi(e->svc.port, N, "POST", "/api/v1/events/create", (const char *const *)bodies, out,
+                 30000);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(out[i].status, 201, "request %d: %ld %s %s", i, out[i].status, out[i].body,
+                     out[i].error);
+        h_resp_free(&out[i]);
+        free(bodies[i]);
+    }
+    free(out);
+    h_resp_t m2 = h_get(e, "/metrics");
+    double txs = metric(m2.body, tx) - (tx0 + 4);
+    cr_assert_eq(metric(m2.body, rq), rq0 + 4 + N);
+    cr_assert_eq(metric(m2.body, ev), ev0 + 7 + N);
+    cr_assert(txs >= 1 && txs < N, "%g transactions for %d concurrent requests", txs, N);
+    h_resp_free(&m2);
+    cr_assert_eq(h_sql_int(e, "SELECT count(*) FROM event.events WHERE event_type = 'group.many'"),
+                 N);
+}
+
 /* Every operation /openapi.json lists is served by a route (the router's own
  * 404/405 never answers it), and the core routes are listed. */
 H_TEST(platform, openapi_matches_the_routes)
