@@ -41,26 +41,29 @@ static const es_pg_stmt_t ingest_ids_stmt = {
 
 /* The common case of event.ingest(): a group where no request has a client
  * event_id or a stream append, so nothing can conflict: one set-based insert
- * of the flat array of events (each with "req" and "seq", as for ingest()),
- * returning each event's id and position; the answers are rendered from what
- * was sent. Prepared once per connection (a plpgsql or SQL function would be
- * planned per call or per session). The InitPlan on pg_current_xact_id() runs
- * before the first row draws its position (see event.position_mark, 003). */
+ * of the group's events, returning each event's id and position; the
+ * answers are rendered from what was sent. Prepared once per connection (a
+ * plpgsql or SQL function would be planned per call or per session). The
+ * events go as one array per column in PostgreSQL's binary format: no JSON
+ * document of the group to parse, no keys to look up, no timestamps to read
+ * from text (only the four JSON objects are parsed, as they must be). The
+ * InitPlan on pg_current_xact_id() runs before the first row draws its
+ * position (see event.position_mark, 003). */
 static const es_pg_stmt_t ingest_plain_stmt = {
-    2,
+    4,
     "INSERT INTO event.events AS t (event_id, event_type, event_source, event_category, user_id, "
     "session_id, organization_id, device_id, correlation_id, data, metadata, context, properties, "
     "timestamp, created_at, updated_at) "
-    "SELECT x.event_id, x.event_type, x.event_source, x.event_category, x.user_id, x.session_id, "
-    "x.organization_id, x.device_id, x.correlation_id, x.data, x.metadata, x.context, "
-    "x.properties, x.timestamp, x.created_at, x.created_at "
-    "FROM jsonb_to_recordset($1::jsonb) AS x(seq int, event_id text, event_type text, "
-    "event_source text, event_category text, user_id text, session_id text, organization_id "
-    "text, device_id text, correlation_id text, data jsonb, metadata jsonb, context jsonb, "
-    "properties jsonb, \"timestamp\" timestamptz, created_at timestamptz) "
+    "SELECT x.id, x.ty, x.src, x.cat, x.uid, x.sid, x.org, x.dev, x.cor, x.d, x.m, x.c, x.p, "
+    "x.ts, x.ca, x.ca "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+    "$7::text[], $8::text[], $9::text[], $10::jsonb[], $11::jsonb[], $12::jsonb[], $13::jsonb[], "
+    "$14::timestamptz[], $15::timestamptz[]) WITH ORDINALITY "
+    "AS x(id, ty, src, cat, uid, sid, org, dev, cor, d, m, c, p, ts, ca, seq) "
     "WHERE (SELECT pg_current_xact_id()) IS NOT NULL "
     "ORDER BY x.seq RETURNING t.event_id, t.position",
-    1};
+    15};
+enum { PLAIN_COLUMNS = 15 };
 
 /* One event.ingest() call in flight: the requests it carries. */
 typedef struct {
@@ -500,7 +503,66 @@ static void on_group_done(void *ctx, const PGresult *res, const char *err)
     flush(in);
 }
 
-/* Sends reqs (linked, count n) as one event.ingest() call. */
+/* Counts g in flight once its write was sent (rc ES_OK); otherwise answers
+ * its requests 503 and frees it. */
+static void submit_group(es_ingest_t *in, group_t *g, es_rc_t rc)
+{
+    if (rc == ES_OK) {
+        in->inflight_ops++;
+        in->inflight_reqs += g->nreqs;
+        return;
+    }
+    while (g->reqs != NULL) {
+        es_ingest_req_t *r = g->reqs;
+        g->reqs = r->next;
+        finish(in, r, 503, "database unavailable", NULL, NULL);
+    }
+    free(g);
+}
+
+/* The plain path's parameters: one binary array per column over the events
+ * of reqs, in order (nevents in all). */
+static void plain_params(es_ingest_req_t *reqs, int nevents, es_pgarr_t cols[PLAIN_COLUMNS])
+{
+    bool nulls[5] = {false};
+    for (es_ingest_req_t *r = reqs; r != NULL; r = r->next)
+        for (int e = 0; e < r->nevents; e++) {
+            const es_event_t *ev = &r->events[e];
+            const char *opt[5] = {ev->user_id, ev->session_id, ev->organization_id, ev->device_id,
+                                  ev->correlation_id};
+            for (int k = 0; k < 5; k++)
+                nulls[k] = nulls[k] || opt[k] == NULL;
+        }
+    for (int k = 0; k < 9; k++)
+        es_pgarr_begin(&cols[k], 25, nevents, k >= 4 && nulls[k - 4]);
+    for (int k = 9; k < 13; k++)
+        es_pgarr_begin(&cols[k], 3802, nevents, false);
+    for (int k = 13; k < 15; k++)
+        es_pgarr_begin(&cols[k], 1184, nevents, false);
+    for (es_ingest_req_t *r = reqs; r != NULL; r = r->next)
+        for (int e = 0; e < r->nevents; e++) {
+            es_event_t *ev = &r->events[e];
+            es_event_freeze(ev);
+            const char *text[9] = {ev->event_id,
+                                   ev->event_type,
+                                   es_source_names[ev->source],
+                                   es_category_names[ev->category],
+                                   ev->user_id,
+                                   ev->session_id,
+                                   ev->organization_id,
+                                   ev->device_id,
+                                   ev->correlation_id};
+            for (int k = 0; k < 9; k++)
+                es_pgarr_text(&cols[k], text[k]);
+            for (int k = 0; k < 4; k++)
+                es_pgarr_jsonb(&cols[9 + k], ev->text[k]);
+            es_pgarr_timestamptz(&cols[13], ev->timestamp_us);
+            es_pgarr_timestamptz(&cols[14], ev->created_at_us);
+        }
+}
+
+/* Sends reqs (linked, count n) as one write: the plain insert, or an
+ * event.ingest() call. */
 static void send_group(es_ingest_t *in, es_ingest_req_t *reqs, int n)
 {
     group_t *g = es_xcalloc(1, sizeof(*g));
@@ -508,6 +570,28 @@ static void send_group(es_ingest_t *in, es_ingest_req_t *reqs, int n)
     g->reqs = reqs;
     g->nreqs = n;
     g->path = choose_path(reqs);
+    if (g->path == PATH_PLAIN) {
+        int i = 0, nevents = 0;
+        for (es_ingest_req_t *r = reqs; r != NULL; r = r->next, i++) {
+            r->req_index = i;
+            nevents += r->nevents;
+        }
+        g->nevents = nevents;
+        es_pgarr_t cols[PLAIN_COLUMNS];
+        plain_params(reqs, nevents, cols);
+        const char *values[PLAIN_COLUMNS];
+        int lengths[PLAIN_COLUMNS];
+        for (int k = 0; k < PLAIN_COLUMNS; k++) {
+            values[k] = cols[k].b.data;
+            lengths[k] = (int)cols[k].b.len;
+        }
+        submit_group(in, g,
+                     es_pg_send_prepared_bin(es_pgpool_writer(in->pg), &ingest_plain_stmt, values,
+                                             lengths, on_group_done, g));
+        for (int k = 0; k < PLAIN_COLUMNS; k++)
+            es_buf_free(&cols[k].b);
+        return;
+    }
     es_buf_t arr = ES_BUF_INIT;
     es_buf_putc(&arr, '[');
     int seq = 0, i = 0;
@@ -536,20 +620,10 @@ static void send_group(es_ingest_t *in, es_ingest_req_t *reqs, int n)
     g->nevents = seq;
     char *payload = es_buf_take(&arr);
     const char *params[1] = {payload};
-    in->inflight_ops++;
-    in->inflight_reqs += n;
-    static const es_pg_stmt_t *const stmts[] = {&ingest_plain_stmt, &ingest_ids_stmt, &ingest_stmt};
-    if (es_pg_send_prepared(es_pgpool_writer(in->pg), stmts[g->path], params, on_group_done, g) !=
-        ES_OK) {
-        in->inflight_ops--;
-        in->inflight_reqs -= n;
-        while (g->reqs != NULL) {
-            es_ingest_req_t *r = g->reqs;
-            g->reqs = r->next;
-            finish(in, r, 503, "database unavailable", NULL, NULL);
-        }
-        free(g);
-    }
+    submit_group(in, g,
+                 es_pg_send_prepared(es_pgpool_writer(in->pg),
+                                     g->path == PATH_IDS ? &ingest_ids_stmt : &ingest_stmt, params,
+                                     on_group_done, g));
     free(payload);
 }
 

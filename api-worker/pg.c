@@ -25,15 +25,15 @@ struct es_pgconn {
     h2o_socket_t *sock; /* read watcher on PQsocket(conn); never owns the fd */
     int sock_fd;
     int state;
-    bool need_flush;     /* PQflush returned 1: retry on the 1 ms timer */
-    bool poll_writing;   /* connecting and libpq waits for writability */
-    bool fail_pending;   /* failed inside es_pg_send: fail on the next loop turn */
+    bool need_flush;   /* PQflush returned 1: retry on the 1 ms timer */
+    bool poll_writing; /* connecting and libpq waits for writability */
+    bool fail_pending; /* failed inside es_pg_send: fail on the next loop turn */
     es_pgop_t *head, *tail;
     int inflight;
     int64_t next_attempt_ms;
     int backoff_ms;
     h2o_timeout_entry_t retry_entry; /* 1 ms retries of flush / connect-poll */
-    uint64_t prepared; /* bit per es_pg_stmt_t id prepared on this session */
+    uint64_t prepared;               /* bit per es_pg_stmt_t id prepared on this session */
 };
 
 struct es_pgpool {
@@ -44,9 +44,9 @@ struct es_pgpool {
     int statement_timeout_ms;
     es_pgconn_t *conns;
     int n;
-    h2o_timeout_t tick;      /* 250 ms: reconnects and stuck-operation checks */
+    h2o_timeout_t tick; /* 250 ms: reconnects and stuck-operation checks */
     h2o_timeout_entry_t tick_entry;
-    h2o_timeout_t retry;     /* 1 ms */
+    h2o_timeout_t retry; /* 1 ms */
     bool destroying;
 };
 
@@ -272,8 +272,9 @@ static void on_retry(h2o_timeout_entry_t *entry)
 static void conn_start(es_pgconn_t *c)
 {
     es_pgpool_t *p = c->pool;
-    const char *keys[] = {"dbname", "application_name", "connect_timeout", "keepalives",
-                          "keepalives_idle", "keepalives_interval", "keepalives_count", NULL};
+    const char *keys[] = {
+        "dbname",          "application_name",    "connect_timeout",  "keepalives",
+        "keepalives_idle", "keepalives_interval", "keepalives_count", NULL};
     const char *vals[] = {p->conninfo, p->app_name, "10", "1", "10", "5", "3", NULL};
     c->conn = PQconnectStartParams(keys, vals, 1);
     if (c->conn == NULL || PQstatus(c->conn) == CONNECTION_BAD) {
@@ -413,8 +414,73 @@ es_rc_t es_pg_send(es_pgconn_t *c, const char *sql, int nparams, const char *con
     return enqueue(c, cb, ctx, 0);
 }
 
+static es_rc_t send_prepared(es_pgconn_t *c, const es_pg_stmt_t *stmt, const char *const *params,
+                             const int *lengths, const int *formats, es_pg_cb cb, void *ctx);
+
 es_rc_t es_pg_send_prepared(es_pgconn_t *c, const es_pg_stmt_t *stmt, const char *const *params,
                             es_pg_cb cb, void *ctx)
+{
+    return send_prepared(c, stmt, params, NULL, NULL, cb, ctx);
+}
+
+es_rc_t es_pg_send_prepared_bin(es_pgconn_t *c, const es_pg_stmt_t *stmt, const char *const *params,
+                                const int *lengths, es_pg_cb cb, void *ctx)
+{
+    int formats[32];
+    if (stmt->nparams > (int)ES_ARRAY_LEN(formats))
+        return ES_AGAIN;
+    for (int i = 0; i < stmt->nparams; i++)
+        formats[i] = 1;
+    return send_prepared(c, stmt, params, lengths, formats, cb, ctx);
+}
+
+static void put_be32(es_buf_t *b, uint32_t v)
+{
+    unsigned char x[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+    es_buf_append(b, x, 4);
+}
+
+void es_pgarr_begin(es_pgarr_t *a, uint32_t elem_oid, int n, bool has_nulls)
+{
+    a->b = (es_buf_t)ES_BUF_INIT;
+    put_be32(&a->b, 1); /* dimensions */
+    put_be32(&a->b, has_nulls ? 1 : 0);
+    put_be32(&a->b, elem_oid);
+    put_be32(&a->b, (uint32_t)n);
+    put_be32(&a->b, 1); /* lower bound */
+}
+
+void es_pgarr_text(es_pgarr_t *a, const char *s)
+{
+    if (s == NULL) {
+        put_be32(&a->b, UINT32_MAX); /* -1: NULL */
+        return;
+    }
+    size_t n = strlen(s);
+    put_be32(&a->b, (uint32_t)n);
+    es_buf_append(&a->b, s, n);
+}
+
+void es_pgarr_jsonb(es_pgarr_t *a, const char *json_text)
+{
+    size_t n = strlen(json_text);
+    put_be32(&a->b, (uint32_t)(n + 1));
+    es_buf_putc(&a->b, 1); /* jsonb's binary format version */
+    es_buf_append(&a->b, json_text, n);
+}
+
+void es_pgarr_timestamptz(es_pgarr_t *a, int64_t unix_us)
+{
+    /* Microseconds since 2000-01-01 00:00 UTC, as a big-endian int64. */
+    uint64_t v = (uint64_t)(unix_us - INT64_C(946684800000000));
+    put_be32(&a->b, 8);
+    put_be32(&a->b, (uint32_t)(v >> 32));
+    put_be32(&a->b, (uint32_t)v);
+}
+
+static es_rc_t send_prepared(es_pgconn_t *c, const es_pg_stmt_t *stmt, const char *const *params,
+                             const int *lengths, const int *formats, es_pg_cb cb, void *ctx)
 {
     if (c->state != PGC_READY || c->fail_pending || c->pool->destroying)
         return ES_AGAIN;
@@ -429,7 +495,7 @@ es_rc_t es_pg_send_prepared(es_pgconn_t *c, const es_pg_stmt_t *stmt, const char
         c->prepared |= 1ull << stmt->id;
         skip = 1;
     }
-    if (!PQsendQueryPrepared(c->conn, name, stmt->nparams, params, NULL, NULL, 0) ||
+    if (!PQsendQueryPrepared(c->conn, name, stmt->nparams, params, lengths, formats, 0) ||
         !PQpipelineSync(c->conn)) {
         fail_later(c);
         return ES_AGAIN;

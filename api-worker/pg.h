@@ -16,6 +16,7 @@
 #ifndef ES_API_PG_H
 #define ES_API_PG_H
 
+#include "common/buf.h"
 #include "common/es.h"
 
 #include <h2o.h>
@@ -69,6 +70,22 @@ typedef struct {
  * connection when needed, in the same round trip). */
 es_rc_t es_pg_send_prepared(es_pgconn_t *c, const es_pg_stmt_t *stmt, const char *const *params,
                             es_pg_cb cb, void *ctx) ES_MUST_CHECK;
+/* The same with every parameter in binary format, lengths[i] bytes each
+ * (results still in text). */
+es_rc_t es_pg_send_prepared_bin(es_pgconn_t *c, const es_pg_stmt_t *stmt, const char *const *params,
+                                const int *lengths, es_pg_cb cb, void *ctx) ES_MUST_CHECK;
+
+/* A one-dimensional array parameter in PostgreSQL's binary format (what
+ * array_send writes): its header, then each element as a length and bytes. */
+typedef struct {
+    es_buf_t b;
+} es_pgarr_t;
+/* Starts an array of n elements of type elem_oid (25 text, 3802 jsonb, 1184
+ * timestamptz); has_nulls must be true when any element will be NULL. */
+void es_pgarr_begin(es_pgarr_t *a, uint32_t elem_oid, int n, bool has_nulls);
+void es_pgarr_text(es_pgarr_t *a, const char *s); /* NULL: a NULL element */
+void es_pgarr_jsonb(es_pgarr_t *a, const char *json_text);
+void es_pgarr_timestamptz(es_pgarr_t *a, int64_t unix_us);
 
 /* SQLSTATE of an error result ("" if none). */
 const char *es_pg_sqlstate(const PGresult *res);

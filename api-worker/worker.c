@@ -66,8 +66,8 @@ static void on_second(h2o_timeout_entry_t *entry)
     if (now - es_api->last_compaction_ms > 60000) {
         es_api->last_compaction_ms = now;
         es_pgconn_t *c = es_pgpool_reader(es_api->pg);
-        if (c != NULL && es_pg_send(c, "SELECT event.compact_counters()", 0, NULL, on_compacted,
-                                    NULL) != ES_OK)
+        if (c != NULL &&
+            es_pg_send(c, "SELECT event.compact_counters()", 0, NULL, on_compacted, NULL) != ES_OK)
             es_debug("counter compaction skipped: database not ready");
     }
     h2o_timeout_link(es_api->loop, &es_api->second, &es_api->second_entry);

@@ -27,10 +27,10 @@ typedef struct es_api {
     struct es_pgpool *pg;
     struct es_ingest *ingest;
     es_nats_t *nats;
-    int master_fd;     /* socketpair end: heartbeats out, EOF = the master died */
-    bool stopping;     /* graceful stop: no new connections, finish in-flight requests */
+    int master_fd;         /* socketpair end: heartbeats out, EOF = the master died */
+    bool stopping;         /* graceful stop: no new connections, finish in-flight requests */
     int64_t stop_began_ms; /* when stopping began (monotonic) */
-    int inflight;      /* requests waiting for an asynchronous reply */
+    int inflight;          /* requests waiting for an asynchronous reply */
     int64_t last_compaction_ms;
 } es_api_t;
 

@@ -44,7 +44,8 @@ static const key_t_ keys[] = {
     {"service", "max_batch", K_INT, OFF(service.max_batch), 1, 100000},
     {"service", "json_max_depth", K_INT, OFF(service.json_max_depth), 2, 10000},
     {"service", "request_timeout_seconds", K_INT, OFF(service.request_timeout_seconds), 1, 3600},
-    {"service", "heartbeat_timeout_seconds", K_INT, OFF(service.heartbeat_timeout_seconds), 1, 3600},
+    {"service", "heartbeat_timeout_seconds", K_INT, OFF(service.heartbeat_timeout_seconds), 1,
+     3600},
     {"service", "trusted_proxies", K_STRLIST, OFF(service.trusted_proxies), 0, 0},
     {"workers", "api", K_INT, OFF(workers.api), 1, 256},
     {"workers", "processor", K_INT, OFF(workers.processor), 0, 256},
@@ -251,7 +252,7 @@ void es_config_defaults(es_config_t *cfg)
     cfg->frontend.rate_limit_burst = 100;
     cfg->frontend.max_body_bytes = 65536;
     cfg->frontend.max_batch = 100;
-    cfg->tracking.max_event_bytes = 32 * 1024;  /* Segment's limits */
+    cfg->tracking.max_event_bytes = 32 * 1024; /* Segment's limits */
     cfg->tracking.max_batch_bytes = 500 * 1024;
     cfg->replay.page_size = 500;
     cfg->replay.lease_seconds = 60;
@@ -338,8 +339,8 @@ static es_rc_t set_value(es_config_t *cfg, const key_t_ *k, const char *v, const
     }
     case K_BOOL:
         if (!parse_bool(v, (bool *)slot)) {
-            set_err(err, errlen, "%s: %s.%s: expected true or false, got \"%s\"", where,
-                    k->section, k->name, v);
+            set_err(err, errlen, "%s: %s.%s: expected true or false, got \"%s\"", where, k->section,
+                    k->name, v);
             return ES_INVALID;
         }
         return ES_OK;
@@ -423,15 +424,16 @@ static es_rc_t parse_schedule(es_schedule_t *s, yaml_document_t *doc, yaml_node_
                         name, kl, index);
                 return ES_INVALID;
             }
-            for (yaml_node_pair_t *q = vn->data.mapping.pairs.start;
-                 q < vn->data.mapping.pairs.top; q++) {
+            for (yaml_node_pair_t *q = vn->data.mapping.pairs.start; q < vn->data.mapping.pairs.top;
+                 q++) {
                 yaml_node_t *fk = yaml_document_get_node(doc, q->key);
                 yaml_node_t *fv = yaml_document_get_node(doc, q->value);
                 size_t fl = fk->start_mark.line + 1;
                 const char *fkey = fk->type == YAML_SCALAR_NODE ? scalar(fk) : "";
                 if (fv->type != YAML_SCALAR_NODE) {
-                    set_err(err, errlen, "%s:%zu: replay.schedules[%zu].select.%s: expected a value",
-                            name, fl, index, fkey);
+                    set_err(err, errlen,
+                            "%s:%zu: replay.schedules[%zu].select.%s: expected a value", name, fl,
+                            index, fkey);
                     return ES_INVALID;
                 }
                 char **slot = strcmp(fkey, "status") == 0           ? &s->status
@@ -507,8 +509,8 @@ static es_rc_t parse_schedule(es_schedule_t *s, yaml_document_t *doc, yaml_node_
     return ES_OK;
 }
 
-static es_rc_t apply_node(es_config_t *cfg, yaml_document_t *doc, const key_t_ *k,
-                          yaml_node_t *val, const char *name, char *err, size_t errlen)
+static es_rc_t apply_node(es_config_t *cfg, yaml_document_t *doc, const key_t_ *k, yaml_node_t *val,
+                          const char *name, char *err, size_t errlen)
 {
     if (k->kind == K_SCHEDULES) {
         schedules_free(cfg);
@@ -524,8 +526,7 @@ static es_rc_t apply_node(es_config_t *cfg, yaml_document_t *doc, const key_t_ *
         for (size_t i = 0; i < n; i++) {
             cfg->replay.nschedules = i + 1;
             yaml_node_t *item = yaml_document_get_node(doc, val->data.sequence.items.start[i]);
-            if (parse_schedule(&cfg->replay.schedules[i], doc, item, name, i, err, errlen) !=
-                ES_OK)
+            if (parse_schedule(&cfg->replay.schedules[i], doc, item, name, i, err, errlen) != ES_OK)
                 return ES_INVALID;
             for (size_t j = 0; j < i; j++)
                 if (strcmp(cfg->replay.schedules[j].name, cfg->replay.schedules[i].name) == 0) {
@@ -593,8 +594,8 @@ static es_rc_t apply_node(es_config_t *cfg, yaml_document_t *doc, const key_t_ *
     bool quoted = val->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
     if (k->kind != K_STR && quoted) {
         set_err(err, errlen, "%s: %s.%s: expected %s, got the quoted string \"%s\"", where,
-                k->section, k->name,
-                k->kind == K_BOOL ? "true or false" : "an unquoted value", scalar(val));
+                k->section, k->name, k->kind == K_BOOL ? "true or false" : "an unquoted value",
+                scalar(val));
         return ES_INVALID;
     }
     if (k->kind == K_STR && !quoted && is_null(val)) {
@@ -752,8 +753,10 @@ es_rc_t es_config_validate(const es_config_t *cfg, char *err, size_t errlen)
     }
     if (strcmp(cfg->auth.mode, "jwt") == 0 && cfg->auth.jwt_secret[0] == '\0' &&
         cfg->auth.jwt_public_key_file[0] == '\0') {
-        set_err(err, errlen, "%s: auth.jwt_secret or auth.jwt_public_key_file: required when "
-                             "auth.mode is jwt", p);
+        set_err(err, errlen,
+                "%s: auth.jwt_secret or auth.jwt_public_key_file: required when "
+                "auth.mode is jwt",
+                p);
         return ES_INVALID;
     }
     if (strcmp(cfg->replay.catch_up, "latest") != 0 && strcmp(cfg->replay.catch_up, "all") != 0 &&

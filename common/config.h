@@ -36,7 +36,7 @@ typedef struct {
     char *subscription_id; /* redeliver */
     /* which events: timestamp in [fire time - window_seconds, fire time], and */
     int64_t window_seconds;
-    char *status;          /* optional filters, NULL = any */
+    char *status; /* optional filters, NULL = any */
     char *event_type;
     char *event_source;
     char *event_category;
@@ -80,10 +80,10 @@ typedef struct es_config {
         es_strlist_t subjects;
         int64_t max_messages;
         int duplicate_window_seconds;
-        bool backend_enabled;     /* consume events.backend.> */
-        char *backend_stream;     /* JetStream stream holding them */
+        bool backend_enabled; /* consume events.backend.> */
+        char *backend_stream; /* JetStream stream holding them */
         char *backend_subject;
-        char *backend_consumer;   /* durable consumer shared by every worker and instance */
+        char *backend_consumer; /* durable consumer shared by every worker and instance */
     } nats;
     struct {
         bool enabled;
@@ -112,11 +112,11 @@ typedef struct es_config {
         es_intlist_t retry_schedule_seconds; /* delays between attempts */
     } delivery;
     struct {
-        char *mode;          /* none | gateway | jwt */
-        char *user_header;   /* gateway: the caller's user id */
-        char *role_header;   /* gateway: the caller's roles (comma-separated) */
+        char *mode;        /* none | gateway | jwt */
+        char *user_header; /* gateway: the caller's user id */
+        char *role_header; /* gateway: the caller's roles (comma-separated) */
         char *admin_role;
-        char *jwt_secret;    /* HS256 */
+        char *jwt_secret;          /* HS256 */
         char *jwt_public_key_file; /* RS256 (PEM) */
         char *jwt_issuer;
         char *jwt_audience;

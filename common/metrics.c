@@ -154,8 +154,9 @@ void es_metrics_render(es_buf_t *b, const char *const *route_names, int nroutes,
     es_buf_puts(b, "# HELP event_service_http_request_duration_seconds HTTP request latency.\n"
                    "# TYPE event_service_http_request_duration_seconds histogram\n");
     for (size_t r = 0; r < NROUTES; r++) {
-        const char *route = r < (size_t)nroutes ? route_names[r] : r == NROUTES - 1 ? "unmatched"
-                                                                                 : NULL;
+        const char *route = r < (size_t)nroutes ? route_names[r]
+                            : r == NROUTES - 1  ? "unmatched"
+                                                : NULL;
         if (route == NULL)
             continue;
         for (size_t s = 0; s < NSTATUS; s++) {

@@ -292,3 +292,63 @@ H_TEST(create, traceparent_kept)
     cr_assert_str_eq(h_jstr(r.json, "correlation_id"), "mine", "%s", r.body);
     h_resp_free(&r);
 }
+
+/* What the common write path sends PostgreSQL arrives unchanged: times before
+ * and after 2000-01-01 to the microsecond, text and JSON beyond ASCII, NULL
+ * and present optional fields side by side in one group, in every column. */
+H_TEST(create, stored_exactly_as_sent)
+{
+    h_env_t *e = h_setup(NULL);
+    h_svc_start(e);
+    enum { N = 40 };
+    char *bodies[N];
+    for (int i = 0; i < N; i++) {
+        bodies[i] = malloc(512);
+        snprintf(bodies[i], 512,
+                 "{\"event_type\":\"exact.\\u00e9%d\",\"event_source\":\"iot_device\","
+                 "\"event_category\":\"telemetry\",%s\"session_id\":\"s-%d\","
+                 "\"organization_id\":%s,\"correlation_id\":\"c\\u2013%d\","
+                 "\"timestamp\":\"%s\",\"data\":{\"i\":%d,\"s\":\"caf\\u00e9 \\ud83d\\ude00\","
+                 "\"a\":[1,2.5,null,true,{\"k\":\"\\\"q\\\"\"}]},\"metadata\":{\"m\":%d},"
+                 "\"context\":{\"c\":\"x\"},\"properties\":{\"p\":[]}}",
+                 i, i % 2 ? "\"user_id\":\"u-1\"," : "", i, i % 3 ? "\"org\"" : "null", i,
+                 i % 2 ? "1999-12-31T23:59:59.123456Z" : "2024-02-29T12:00:00.000001Z", i, i);
+    }
+    h_resp_t *out = calloc(N, sizeof(h_resp_t));
+    h_http_multi(e->svc.port, N, "POST", "/api/v1/events/create", (const char *const *)bodies, out,
+                 30000);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(out[i].status, 201, "request %d: %ld %s", i, out[i].status, out[i].body);
+        const char *id = h_jstr(out[i].json, "event_id");
+        h_resp_t g = h_get(e, "/api/v1/events/%s", id);
+        cr_assert_eq(g.status, 200, "%s", g.body);
+        cr_assert(json_equal(g.json, out[i].json), "stored differs from the answer:\n%s\n%s",
+                  g.body, out[i].body);
+        h_resp_free(&g);
+        char want[64];
+        snprintf(want, sizeof(want), "exact.\xc3\xa9%d", i);
+        cr_assert_str_eq(h_jstr(out[i].json, "event_type"), want);
+        cr_assert_str_eq(h_jstr(out[i].json, "data.s"), "caf\xc3\xa9 \xf0\x9f\x98\x80");
+        char num[12];
+        snprintf(num, sizeof(num), "%d", i);
+        cr_assert_eq(
+            h_sql_int(e,
+                      "SELECT count(*) FROM event.events WHERE event_id = $1 AND "
+                      "timestamp = $2::timestamptz AND event_source = 'iot_device' AND "
+                      "event_category = 'telemetry' AND (user_id IS NULL) = $3::bool AND "
+                      "session_id = 's-' || ($4::int) AND (organization_id IS NULL) = "
+                      "$5::bool AND device_id IS NULL AND correlation_id = "
+                      "'c' || chr(8211) || $4 AND data = jsonb_build_object('i', "
+                      "$4::int, 's', 'caf' || chr(233) || ' ' || chr(128512), 'a', "
+                      "'[1, 2.5, null, true, {\"k\": \"\\\"q\\\"\"}]'::jsonb) AND "
+                      "metadata = jsonb_build_object('m', $4::int) AND context = "
+                      "'{\"c\": \"x\"}' AND properties = '{\"p\": []}' AND "
+                      "created_at = updated_at",
+                      id, i % 2 ? "1999-12-31T23:59:59.123456Z" : "2024-02-29T12:00:00.000001Z",
+                      i % 2 ? "false" : "true", num, i % 3 ? "false" : "true"),
+            1, "row %d (%s) not stored as sent", i, id);
+        h_resp_free(&out[i]);
+        free(bodies[i]);
+    }
+    free(out);
+}
