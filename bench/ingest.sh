@@ -184,6 +184,17 @@ EOF
 }
 
 start_service "2 API workers, $PROCESSORS processor workers"
+# The service names new events with time-ordered UUIDs (version 7); the
+# pgbench baselines and the COPY make the same kind of id with this function.
+sql "CREATE OR REPLACE FUNCTION public.bench_uuid_v7() RETURNS text LANGUAGE plpgsql VOLATILE AS \$\$
+DECLARE
+    h text := lpad(to_hex(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0');
+    u text := gen_random_uuid()::text;
+BEGIN
+    RETURN substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-7' || substr(u, 16, 3) || substr(u, 19);
+END \$\$" >/dev/null
+v7=$(sql "SELECT public.bench_uuid_v7()")
+[[ $v7 =~ ^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$ ]] || die "bench_uuid_v7() made $v7"
 log "  ready: $(curl -s -m 2 "http://127.0.0.1:$SVC_PORT/health/ready")"
 
 # One request end to end before measuring: a wrong answer here is no benchmark.
@@ -378,7 +389,7 @@ BATCH_RATIO=$(calc "$BATCH_EPS / $PGB_BATCH_EPS")
 log "  $(fmt "$PGB_BATCH_EPS") events/s"
 
 log "COPY of $COPY_ROWS rows of the same shape, one session"
-psqlq -c "\\copy (SELECT gen_random_uuid()::text, (ARRAY['user.login','user.logout','order.created','payment.succeeded','page.viewed'])[1 + floor(random() * 5)::int], 'backend', 'user_action', 'user_' || floor(random() * 50000)::int, 'sess_' || floor(random() * 20000)::int, jsonb_build_object('amount', floor(random() * 1000)::int, 'currency', 'EUR', 'items', jsonb_build_array(jsonb_build_object('sku', 'sku-' || floor(random() * 300)::int, 'qty', 2)), 'note', 'benchmark event'), jsonb_build_object('ip_address', '10.0.0.' || floor(random() * 250)::int, 'user_agent', 'bench/1.0'), now(), now(), now() FROM generate_series(1, $COPY_ROWS)) TO '$WORK/copy.csv' WITH (FORMAT csv)"
+psqlq -c "\\copy (SELECT public.bench_uuid_v7(), (ARRAY['user.login','user.logout','order.created','payment.succeeded','page.viewed'])[1 + floor(random() * 5)::int], 'backend', 'user_action', 'user_' || floor(random() * 50000)::int, 'sess_' || floor(random() * 20000)::int, jsonb_build_object('amount', floor(random() * 1000)::int, 'currency', 'EUR', 'items', jsonb_build_array(jsonb_build_object('sku', 'sku-' || floor(random() * 300)::int, 'qty', 2)), 'note', 'benchmark event'), jsonb_build_object('ip_address', '10.0.0.' || floor(random() * 250)::int, 'user_agent', 'bench/1.0'), now(), now(), now() FROM generate_series(1, $COPY_ROWS)) TO '$WORK/copy.csv' WITH (FORMAT csv)"
 checkpoint
 COPY_CMD="psql -c \"\\copy event.events (event_id, event_type, event_source, event_category, user_id, session_id, data, metadata, timestamp, created_at, updated_at) FROM '<file of $COPY_ROWS rows>' WITH (FORMAT csv)\""
 record_cmd "$COPY_CMD"

@@ -10,13 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const es_source_names[ES_SOURCE_COUNT] = {
-    "frontend", "backend", "system", "iot_device", "external_api", "scheduled"};
+const char *const es_source_names[ES_SOURCE_COUNT] = {"frontend",   "backend",      "system",
+                                                      "iot_device", "external_api", "scheduled"};
 
 const char *const es_category_names[ES_CAT_COUNT] = {
-    "user_action", "page_view", "form_submit", "click",    "user_lifecycle", "payment",
-    "order",       "task",      "system",      "security", "performance",    "error",
-    "device",      "device_status", "telemetry", "command", "alert"};
+    "user_action", "page_view",     "form_submit", "click",    "user_lifecycle", "payment",
+    "order",       "task",          "system",      "security", "performance",    "error",
+    "device",      "device_status", "telemetry",   "command",  "alert"};
 
 const char *const es_status_names[ES_STATUS_COUNT] = {"pending", "processing", "processed",
                                                       "failed", "archived"};
@@ -42,7 +42,7 @@ void es_field_error_set(es_field_error_t *err, const char *prefix, const char *f
 void es_event_init(es_event_t *ev, int64_t now_us)
 {
     memset(ev, 0, sizeof(*ev));
-    es_uuid_v4(ev->event_id);
+    es_uuid_v7(now_us, ev->event_id);
     ev->source = ES_SOURCE_BACKEND;
     ev->category = ES_CAT_USER_ACTION;
     ev->data = json_object();
@@ -215,11 +215,11 @@ es_rc_t es_event_from_json(es_event_t *ev, const json_t *in, const char *prefix,
     v = json_object_get(in, "event_id");
     if (v != NULL && !json_is_null(v)) {
         if (!json_is_string(v) || json_string_length(v) == 0 ||
-            es_utf8_chars(json_string_value(v)) > ES_FIELD_MAX || has_control(json_string_value(v)) ||
+            es_utf8_chars(json_string_value(v)) > ES_FIELD_MAX ||
+            has_control(json_string_value(v)) ||
             strlen(json_string_value(v)) != json_string_length(v)) {
             es_field_error_set(err, prefix, "event_id",
-                               "must be a non-empty string of at most %d characters",
-                               ES_FIELD_MAX);
+                               "must be a non-empty string of at most %d characters", ES_FIELD_MAX);
             return ES_INVALID;
         }
         es_strlcpy(ev->event_id, json_string_value(v), sizeof(ev->event_id));
@@ -231,8 +231,7 @@ es_rc_t es_event_from_json(es_event_t *ev, const json_t *in, const char *prefix,
         return ES_INVALID;
     ev->source = (es_source_t)idx;
     idx = (int)ev->category;
-    if (opt_enum(in, "event_category", prefix, es_category_names, ES_CAT_COUNT, &idx, err) !=
-        ES_OK)
+    if (opt_enum(in, "event_category", prefix, es_category_names, ES_CAT_COUNT, &idx, err) != ES_OK)
         return ES_INVALID;
     ev->category = (es_category_t)idx;
 
@@ -285,8 +284,7 @@ es_rc_t es_event_from_json(es_event_t *ev, const json_t *in, const char *prefix,
         if (es_utf8_chars(sid) > ES_FIELD_MAX) {
             free(sid);
             es_field_error_set(err, prefix, "entity_id",
-                               "entity_type:entity_id must be at most %d characters",
-                               ES_FIELD_MAX);
+                               "entity_type:entity_id must be at most %d characters", ES_FIELD_MAX);
             goto cleanup;
         }
         ev->stream_id = sid;
@@ -297,8 +295,7 @@ es_rc_t es_event_from_json(es_event_t *ev, const json_t *in, const char *prefix,
     }
     v = json_object_get(in, "expected_version");
     if (v != NULL && !json_is_null(v)) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-            json_integer_value(v) > INT32_MAX) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX) {
             es_field_error_set(err, prefix, "expected_version", "must be an integer >= 0");
             goto cleanup;
         }

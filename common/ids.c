@@ -91,6 +91,18 @@ void es_uuid_from_name(const char *name, size_t len, char *out)
     format_uuid(md, out);
 }
 
+void es_uuid_v7(int64_t unix_us, char *out)
+{
+    unsigned char b[16];
+    uint64_t ms = unix_us > 0 ? (uint64_t)unix_us / 1000 : 0;
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)(ms >> (40 - 8 * i));
+    es_random_bytes(b + 6, 10);
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x70);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    format_uuid(b, out);
+}
+
 void es_uuid_v4(char *out)
 {
     unsigned char b[16];

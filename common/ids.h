@@ -11,6 +11,11 @@
 /* Writes a new random UUID v4 ("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx") and a NUL
  * into out (ES_UUID_LEN + 1 bytes). */
 void es_uuid_v4(char *out);
+/* A time-ordered UUID (RFC 9562 version 7): the 48-bit Unix time in
+ * milliseconds of unix_us, then 74 random bits. Ids made in later
+ * milliseconds sort after earlier ones, so an index on them grows at its
+ * right edge instead of touching a random page per insert. */
+void es_uuid_v7(int64_t unix_us, char *out);
 
 /* Writes a UUID (version 5 layout) derived from name with SHA-256: the same
  * name always gives the same UUID. */

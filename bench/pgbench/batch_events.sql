@@ -1,8 +1,9 @@
 -- pgbench: 100 events per transaction (one multi-row INSERT), the rows
--- POST /api/v1/events/batch stores for bench/batch_events.lua's body.
+-- POST /api/v1/events/batch stores for bench/batch_events.lua's body (ids:
+-- time-ordered UUIDs, as the service's; see create_event.sql).
 INSERT INTO event.events (event_id, event_type, event_source, event_category, user_id,
                           session_id, data, metadata, timestamp, created_at, updated_at)
-SELECT gen_random_uuid()::text,
+SELECT public.bench_uuid_v7(),
        (ARRAY['user.login', 'user.logout', 'order.created', 'payment.succeeded', 'page.viewed'])[1 + floor(random() * 5)::int],
        'backend', 'user_action', 'user_' || floor(random() * 50000)::int,
        'sess_' || floor(random() * 20000)::int,

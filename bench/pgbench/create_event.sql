@@ -2,7 +2,9 @@
 -- stores for bench/create_event.lua's body (same columns, value shapes and
 -- payload sizes; context and properties take their '{}' defaults, as the
 -- service writes them). The statement trigger fills event.processing_queue
--- and event.event_counters, as for the service. Run with -M prepared.
+-- and event.event_counters, as for the service. The id is a time-ordered
+-- UUID (version 7) like the service's, from public.bench_uuid_v7(), which
+-- bench/ingest.sh creates. Run with -M prepared.
 \set t random(1, 5)
 \set u random(0, 49999)
 \set s random(0, 19999)
@@ -11,7 +13,7 @@
 \set ip random(0, 249)
 INSERT INTO event.events (event_id, event_type, event_source, event_category, user_id,
                           session_id, data, metadata, timestamp, created_at, updated_at)
-VALUES (gen_random_uuid()::text,
+VALUES (public.bench_uuid_v7(),
         (ARRAY['user.login', 'user.logout', 'order.created', 'payment.succeeded', 'page.viewed'])[:t::int],
         'backend', 'user_action', 'user_' || :u::int, 'sess_' || :s::int,
         jsonb_build_object('amount', :a::int, 'currency', 'EUR',

@@ -52,7 +52,8 @@ static void reject(const char *text, const char *prefix, const char *field, cons
               err.msg, msg);
 }
 
-static bool is_uuid_v4(const char *u)
+/* A new event's id: a version-7 UUID of the millisecond NOW. */
+static bool is_uuid_v7_now(const char *u)
 {
     if (strlen(u) != 36)
         return false;
@@ -65,7 +66,10 @@ static bool is_uuid_v4(const char *u)
             return false;
         }
     }
-    return u[14] == '4' && strchr("89ab", u[19]) != NULL;
+    char ms[13];
+    snprintf(ms, sizeof(ms), "%012llx", (unsigned long long)(NOW / 1000));
+    return u[14] == '7' && strchr("89ab", u[19]) != NULL && strncmp(u, ms, 8) == 0 &&
+           strncmp(u + 9, ms + 8, 4) == 0;
 }
 
 static bool is_empty_object(const json_t *v)
@@ -90,7 +94,7 @@ Test(event, init_defaults)
 {
     es_event_t ev;
     es_event_init(&ev, NOW);
-    cr_assert(is_uuid_v4(ev.event_id), "%s", ev.event_id);
+    cr_assert(is_uuid_v7_now(ev.event_id), "%s", ev.event_id);
     cr_assert_not(ev.client_id);
     cr_assert_null(ev.event_type);
     cr_assert_eq(ev.source, ES_SOURCE_BACKEND);
@@ -118,7 +122,7 @@ Test(event, minimal_request_gets_defaults)
     es_event_t ev;
     accept(&ev, "{\"event_type\": \"user.created\"}");
     cr_assert_str_eq(ev.event_type, "user.created");
-    cr_assert(is_uuid_v4(ev.event_id), "%s", ev.event_id);
+    cr_assert(is_uuid_v7_now(ev.event_id), "%s", ev.event_id);
     cr_assert_not(ev.client_id);
     cr_assert_eq(ev.source, ES_SOURCE_BACKEND);
     cr_assert_eq(ev.category, ES_CAT_USER_ACTION);
@@ -149,7 +153,7 @@ Test(event, nulls_mean_absent)
                 " \"timestamp\": null, \"stream_id\": null, \"entity_type\": null,"
                 " \"entity_id\": null, \"expected_version\": null}");
     cr_assert_not(ev.client_id);
-    cr_assert(is_uuid_v4(ev.event_id));
+    cr_assert(is_uuid_v7_now(ev.event_id));
     cr_assert_eq(ev.source, ES_SOURCE_BACKEND);
     cr_assert_eq(ev.category, ES_CAT_USER_ACTION);
     cr_assert_null(ev.user_id);

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -171,4 +172,29 @@ Test(ids, threads_draw_distinct_bytes)
     es_uuid_v4(mine);
     cr_assert_eq(pthread_join(t, NULL), 0);
     cr_assert_neq(memcmp(mine, theirs, ES_UUID_LEN), 0);
+}
+
+/* Version 7: the version and variant nibbles, the millisecond of the given
+ * time in the first 48 bits, random bits after; ids of later milliseconds
+ * sort after earlier ones, ids of one millisecond differ. */
+Test(ids, uuid_v7_time_ordered)
+{
+    const int64_t t0 = INT64_C(1764201600123456); /* 2025-11-27 00:00:00.123456 UTC */
+    char prev[ES_UUID_LEN + 1] = "";
+    for (int i = 0; i < 100; i++) {
+        char a[ES_UUID_LEN + 1], b[ES_UUID_LEN + 1];
+        int64_t t = t0 + (int64_t)i * 1000;
+        es_uuid_v7(t, a);
+        es_uuid_v7(t, b);
+        cr_assert_eq(strlen(a), ES_UUID_LEN);
+        cr_assert_eq(a[14], '7', "%s: version nibble", a);
+        cr_assert(strchr("89ab", a[19]) != NULL, "%s: variant nibble", a);
+        char hex[13];
+        snprintf(hex, sizeof(hex), "%012llx", (unsigned long long)(t / 1000));
+        cr_assert(strncmp(a, hex, 8) == 0 && a[8] == '-' && strncmp(a + 9, hex + 8, 4) == 0,
+                  "%s does not start with the millisecond %s", a, hex);
+        cr_assert_str_neq(a, b, "two ids of one millisecond are equal");
+        cr_assert(strcmp(prev, a) < 0 && strcmp(prev, b) < 0, "%s sorts before %s", a, prev);
+        strcpy(prev, strcmp(a, b) > 0 ? a : b);
+    }
 }
