@@ -524,17 +524,9 @@ static void submit_group(es_ingest_t *in, group_t *g, es_rc_t rc)
  * of reqs, in order (nevents in all). */
 static void plain_params(es_ingest_req_t *reqs, int nevents, es_pgarr_t cols[PLAIN_COLUMNS])
 {
-    bool nulls[5] = {false};
-    for (es_ingest_req_t *r = reqs; r != NULL; r = r->next)
-        for (int e = 0; e < r->nevents; e++) {
-            const es_event_t *ev = &r->events[e];
-            const char *opt[5] = {ev->user_id, ev->session_id, ev->organization_id, ev->device_id,
-                                  ev->correlation_id};
-            for (int k = 0; k < 5; k++)
-                nulls[k] = nulls[k] || opt[k] == NULL;
-        }
+    /* Columns 4 to 8 (user_id .. correlation_id) may hold NULLs. */
     for (int k = 0; k < 9; k++)
-        es_pgarr_begin(&cols[k], 25, nevents, k >= 4 && nulls[k - 4]);
+        es_pgarr_begin(&cols[k], 25, nevents, k >= 4);
     for (int k = 9; k < 13; k++)
         es_pgarr_begin(&cols[k], 3802, nevents, false);
     for (int k = 13; k < 15; k++)
@@ -561,6 +553,56 @@ static void plain_params(es_ingest_req_t *reqs, int nevents, es_pgarr_t cols[PLA
         }
 }
 
+/* The plain insert of g, its events as binary arrays. */
+static void send_plain(es_ingest_t *in, group_t *g)
+{
+    es_pgarr_t cols[PLAIN_COLUMNS];
+    plain_params(g->reqs, g->nevents, cols);
+    const char *values[PLAIN_COLUMNS];
+    int lengths[PLAIN_COLUMNS];
+    for (int k = 0; k < PLAIN_COLUMNS; k++) {
+        values[k] = cols[k].b.data;
+        lengths[k] = (int)cols[k].b.len;
+    }
+    submit_group(in, g,
+                 es_pg_send_prepared_bin(es_pgpool_writer(in->pg), &ingest_plain_stmt, values,
+                                         lengths, on_group_done, g));
+    for (int k = 0; k < PLAIN_COLUMNS; k++)
+        es_buf_free(&cols[k].b);
+}
+
+/* g as one JSON document: a flat array of events for the client-id path,
+ * the requests with their events for event.ingest(). */
+static void send_json(es_ingest_t *in, group_t *g)
+{
+    bool full = g->path == PATH_FULL;
+    es_buf_t arr = ES_BUF_INIT;
+    es_buf_putc(&arr, '[');
+    int seq = 0;
+    for (es_ingest_req_t *r = g->reqs; r != NULL; r = r->next) {
+        if (r->req_index > 0)
+            es_buf_putc(&arr, ',');
+        if (full)
+            es_buf_printf(&arr, "{\"req\":%d,\"check\":%s,\"events\":[", r->req_index,
+                          r->check ? "true" : "false");
+        for (int e = 0; e < r->nevents; e++) {
+            if (e > 0)
+                es_buf_putc(&arr, ',');
+            es_event_append_ingest_json(&arr, &r->events[e], r->req_index, seq++);
+        }
+        if (full)
+            es_buf_puts(&arr, "]}");
+    }
+    es_buf_putc(&arr, ']');
+    char *payload = es_buf_take(&arr);
+    const char *params[1] = {payload};
+    submit_group(in, g,
+                 es_pg_send_prepared(es_pgpool_writer(in->pg),
+                                     full ? &ingest_stmt : &ingest_ids_stmt, params, on_group_done,
+                                     g));
+    free(payload);
+}
+
 /* Sends reqs (linked, count n) as one write: the plain insert, or an
  * event.ingest() call. */
 static void send_group(es_ingest_t *in, es_ingest_req_t *reqs, int n)
@@ -570,61 +612,15 @@ static void send_group(es_ingest_t *in, es_ingest_req_t *reqs, int n)
     g->reqs = reqs;
     g->nreqs = n;
     g->path = choose_path(reqs);
-    if (g->path == PATH_PLAIN) {
-        int i = 0, nevents = 0;
-        for (es_ingest_req_t *r = reqs; r != NULL; r = r->next, i++) {
-            r->req_index = i;
-            nevents += r->nevents;
-        }
-        g->nevents = nevents;
-        es_pgarr_t cols[PLAIN_COLUMNS];
-        plain_params(reqs, nevents, cols);
-        const char *values[PLAIN_COLUMNS];
-        int lengths[PLAIN_COLUMNS];
-        for (int k = 0; k < PLAIN_COLUMNS; k++) {
-            values[k] = cols[k].b.data;
-            lengths[k] = (int)cols[k].b.len;
-        }
-        submit_group(in, g,
-                     es_pg_send_prepared_bin(es_pgpool_writer(in->pg), &ingest_plain_stmt, values,
-                                             lengths, on_group_done, g));
-        for (int k = 0; k < PLAIN_COLUMNS; k++)
-            es_buf_free(&cols[k].b);
-        return;
+    int i = 0;
+    for (es_ingest_req_t *r = reqs; r != NULL; r = r->next) {
+        r->req_index = i++;
+        g->nevents += r->nevents;
     }
-    es_buf_t arr = ES_BUF_INIT;
-    es_buf_putc(&arr, '[');
-    int seq = 0, i = 0;
-    for (es_ingest_req_t *r = reqs; r != NULL; r = r->next, i++) {
-        r->req_index = i;
-        if (i > 0)
-            es_buf_putc(&arr, ',');
-        if (g->path != PATH_FULL) { /* a flat array of events */
-            for (int e = 0; e < r->nevents; e++) {
-                if (e > 0)
-                    es_buf_putc(&arr, ',');
-                es_event_append_ingest_json(&arr, &r->events[e], i, seq++);
-            }
-            continue;
-        }
-        es_buf_printf(&arr, "{\"req\":%d,\"check\":%s,\"events\":[", i,
-                      r->check ? "true" : "false");
-        for (int e = 0; e < r->nevents; e++) {
-            if (e > 0)
-                es_buf_putc(&arr, ',');
-            es_event_append_ingest_json(&arr, &r->events[e], i, seq++);
-        }
-        es_buf_puts(&arr, "]}");
-    }
-    es_buf_putc(&arr, ']');
-    g->nevents = seq;
-    char *payload = es_buf_take(&arr);
-    const char *params[1] = {payload};
-    submit_group(in, g,
-                 es_pg_send_prepared(es_pgpool_writer(in->pg),
-                                     g->path == PATH_IDS ? &ingest_ids_stmt : &ingest_stmt, params,
-                                     on_group_done, g));
-    free(payload);
+    if (g->path == PATH_PLAIN)
+        send_plain(in, g);
+    else
+        send_json(in, g);
 }
 
 static void flush(es_ingest_t *in)

@@ -81,7 +81,8 @@ typedef struct {
     es_buf_t b;
 } es_pgarr_t;
 /* Starts an array of n elements of type elem_oid (25 text, 3802 jsonb, 1184
- * timestamptz); has_nulls must be true when any element will be NULL. */
+ * timestamptz); has_nulls: elements may be NULL (PostgreSQL reads the flag
+ * only as a hint and finds the NULLs itself). */
 void es_pgarr_begin(es_pgarr_t *a, uint32_t elem_oid, int n, bool has_nulls);
 void es_pgarr_text(es_pgarr_t *a, const char *s); /* NULL: a NULL element */
 void es_pgarr_jsonb(es_pgarr_t *a, const char *json_text);
